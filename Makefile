@@ -1,0 +1,52 @@
+# Everything a fresh Debian bookworm machine needs is installed by these targets:
+# a virtualenv in .venv, and (once, cached in ~/.cache/secretrotation) the control plane.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+CLUSTER_DIR := .cluster
+
+.PHONY: all venv provision test unit integration lint demo cluster-up cluster-down e2e clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+provision: venv
+	$(PY) -m secretrotation.devcluster provision
+
+## make test: install everything, provision the control plane if needed, run lint and all tests.
+test: venv provision lint
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv provision
+	$(PY) -m pytest tests/integration
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+cluster-up: venv
+	$(PY) -m secretrotation.devcluster up --state-dir $(CLUSTER_DIR)
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m secretrotation.devcluster down --state-dir $(CLUSTER_DIR); fi
+
+demo: venv
+	$(PY) -m secretrotation.demo
+
+e2e: venv
+	./e2e/run.sh
+
+clean: cluster-down
+	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .mypy_cache .ruff_cache
