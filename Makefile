@@ -32,7 +32,8 @@ integration: venv provision
 	$(PY) -m pytest tests/integration
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -46,8 +46,12 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"{stem}-{secrets.token_hex(3)}"
     kube.core.create_namespace({"metadata": {"name": name, "labels": {"secretrotation.dev/test": "true"}}})
     kube.wait_one(
-        kube.core.list_namespaced_service_account, "default", lambda sa: bool(sa.get("secrets")),
-        namespace=name, what="default ServiceAccount token", timeout=60,
+        kube.core.list_namespaced_service_account,
+        "default",
+        lambda sa: bool(sa.get("secrets")),
+        namespace=name,
+        what="default ServiceAccount token",
+        timeout=60,
     )
     yield name
     kube.core.delete_namespace(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from kubernetes import client
@@ -122,8 +123,13 @@ def test_a_started_container_keeps_running_when_its_secret_is_deleted(kube: Kube
     kube.core.delete_namespaced_secret("db", namespace)
     # A fresh pod proves the kubelet has seen the deletion: it cannot start.
     kube.apps.patch_namespaced_deployment_scale("api", namespace, {"spec": {"replicas": 2}})
-    _pods_with_reason(kube, namespace, "CreateContainerConfigError", label_selector="app=api",
-                      field_selector=f"metadata.name!={before['metadata']['name']}")
+    _pods_with_reason(
+        kube,
+        namespace,
+        "CreateContainerConfigError",
+        label_selector="app=api",
+        field_selector=f"metadata.name!={before['metadata']['name']}",
+    )
 
     after = raw(kube.core.read_namespaced_pod, before["metadata"]["name"], namespace)
     assert pod_ready(after), "a running container must survive the deletion of its Secret"
@@ -140,8 +146,9 @@ def test_a_deleted_pod_goes_away_and_a_rolling_update_completes(kube: Kube, name
 
     patch = {"spec": {"template": {"spec": {"containers": [container(image="registry.local/app:2")]}}}}
     kube.apps.patch_namespaced_deployment("web", namespace, patch)
-    kube.wait_one(kube.apps.list_namespaced_deployment, "web", deployment_available, namespace=namespace,
-                  what="rolled to image 2")
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment, "web", deployment_available, namespace=namespace, what="rolled to image 2"
+    )
     pods = raw(kube.core.list_namespaced_pod, namespace, label_selector="app=web")["items"]
     assert sorted(p["spec"]["containers"][0]["image"] for p in pods) == ["registry.local/app:2"] * 3
 
@@ -156,13 +163,19 @@ def test_injected_crash_fault_shows_crash_loop_back_off_with_rising_restarts(kub
     kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
 
     def restarts(pods: list[dict]) -> int:
-        return max((s.get("restartCount", 0) for p in pods for s in p["status"].get("containerStatuses") or []),
-                   default=0)
+        return max(
+            (s.get("restartCount", 0) for p in pods for s in p["status"].get("containerStatuses") or []), default=0
+        )
 
     first = _pods_with_reason(kube, namespace, "CrashLoopBackOff", label_selector="app=api")
     seen = restarts(first)
-    kube.wait(kube.core.list_namespaced_pod, lambda pods: restarts(pods) > seen, namespace=namespace,
-              label_selector="app=api", what=f"restartCount above {seen}")
+    kube.wait(
+        kube.core.list_namespaced_pod,
+        lambda pods: restarts(pods) > seen,
+        namespace=namespace,
+        label_selector="app=api",
+        what=f"restartCount above {seen}",
+    )
 
 
 def test_a_pod_naming_a_missing_service_account_is_rejected_and_the_replicaset_reports_it(
@@ -183,8 +196,13 @@ def test_a_pod_naming_a_missing_service_account_is_rejected_and_the_replicaset_r
 
 def test_rbac_denies_a_service_account_with_no_role(kube: Kube, namespace: str) -> None:
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
-    account = kube.wait_one(kube.core.list_namespaced_service_account, "nobody", lambda sa: bool(sa.get("secrets")),
-                            namespace=namespace, what="token")
+    account = kube.wait_one(
+        kube.core.list_namespaced_service_account,
+        "nobody",
+        lambda sa: bool(sa.get("secrets")),
+        namespace=namespace,
+        what="token",
+    )
     token_secret = raw(kube.core.read_namespaced_secret, account["secrets"][0]["name"], namespace)
     token = base64.b64decode(token_secret["data"]["token"]).decode()
     configuration = client.Configuration()
@@ -198,4 +216,5 @@ def test_rbac_denies_a_service_account_with_no_role(kube: Kube, namespace: str) 
 
     assert denied.value.status == 403
     # The token authenticated (the user is named); RBAC is what said no.
-    assert f'User "system:serviceaccount:{namespace}:nobody" cannot list resource "secrets"' in str(denied.value.body)
+    message = json.loads(denied.value.body)["message"]
+    assert f'User "system:serviceaccount:{namespace}:nobody" cannot list resource "secrets"' in message

@@ -64,8 +64,11 @@ class Kube:
                 detail = describe(seen) if describe else json.dumps([summary(i) for i in seen])[:3000]
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {detail}")
             stream = watch.Watch().stream(
-                list_call, resource_version=version, timeout_seconds=max(1, int(remaining)),
-                deserialize=False, **selectors,
+                list_call,
+                resource_version=version,
+                timeout_seconds=max(1, int(remaining)),
+                deserialize=False,
+                **selectors,
             )
             try:
                 for event in stream:
@@ -111,8 +114,12 @@ class Kube:
 
     def wait_gone(self, list_call: Callable[..., Any], name: str, *, timeout: float = 60.0, **selectors: Any) -> None:
         self.wait(
-            list_call, lambda items: not items, timeout=timeout, what=f"{name} to be gone",
-            field_selector=f"metadata.name={name}", **selectors,
+            list_call,
+            lambda items: not items,
+            timeout=timeout,
+            what=f"{name} to be gone",
+            field_selector=f"metadata.name={name}",
+            **selectors,
         )
 
 

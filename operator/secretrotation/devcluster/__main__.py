@@ -71,9 +71,22 @@ def up(state_dir: Path, nodes: int, readiness_delay: float, timeout: float) -> i
     (state_dir / "logs").mkdir(exist_ok=True)
     with open(state_dir / "logs" / "supervisor.log", "ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "secretrotation.devcluster", "serve", "--state-dir", str(state_dir),
-             "--nodes", str(nodes), "--readiness-delay", str(readiness_delay)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "secretrotation.devcluster",
+                "serve",
+                "--state-dir",
+                str(state_dir),
+                "--nodes",
+                str(nodes),
+                "--readiness-delay",
+                str(readiness_delay),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     (state_dir / SUPERVISOR_PID).write_text(f"{supervisor.pid}\n")
     deadline = time.monotonic() + timeout

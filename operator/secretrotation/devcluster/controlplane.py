@@ -58,17 +58,54 @@ def _openssl(*args: str) -> None:
 def make_pki(pki: Path) -> None:
     """A CA, an apiserver serving certificate for loopback, and the service-account key pair."""
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=secretrotation-local-ca")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-keyout",
+        str(pki / "ca.key"),
+        "-out",
+        str(pki / "ca.crt"),
+        "-subj",
+        "/CN=secretrotation-local-ca",
+    )
     (pki / "san.cnf").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     )
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "apiserver.key"),
-             "-out", str(pki / "apiserver.csr"), "-subj", "/CN=kube-apiserver")
-    _openssl("x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA", str(pki / "ca.crt"),
-             "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
-             "-out", str(pki / "apiserver.crt"), "-extfile", str(pki / "san.cnf"))
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(pki / "apiserver.key"),
+        "-out",
+        str(pki / "apiserver.csr"),
+        "-subj",
+        "/CN=kube-apiserver",
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(pki / "apiserver.csr"),
+        "-CA",
+        str(pki / "ca.crt"),
+        "-CAkey",
+        str(pki / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-out",
+        str(pki / "apiserver.crt"),
+        "-extfile",
+        str(pki / "san.cnf"),
+    )
     _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
@@ -278,17 +315,20 @@ class ControlPlane:
         except (urllib.error.URLError, OSError):
             return False
 
-    def api_get(self, path: str) -> Any:
-        """GET a path of the API as admin and decode the JSON answer."""
+    def _api_read(self, path: str) -> bytes:
         request = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self._token}"})
         with urllib.request.urlopen(request, timeout=5, context=self._ssl_context()) as response:
-            return json.load(response)
+            body: bytes = response.read()
+            return body
+
+    def api_get(self, path: str) -> Any:
+        """GET a path of the API as admin and decode the JSON answer."""
+        return json.loads(self._api_read(path))
 
     def _api_ok(self, path: str) -> bool:
         try:
-            self.api_get(path)
-            return True
-        except (urllib.error.URLError, OSError, json.JSONDecodeError):
+            return self._api_read(path).strip() == b"ok"
+        except (urllib.error.URLError, OSError):
             return False
 
     def _node_schedulable(self) -> bool:

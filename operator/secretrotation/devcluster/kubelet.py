@@ -156,8 +156,9 @@ class SimKubelet:
 
     # -- watches ----------------------------------------------------------------------------
 
-    def _watch_forever(self, name: str, list_call: Callable[..., Any], on_event: Callable[[str, Any], None],
-                       **selectors: Any) -> None:
+    def _watch_forever(
+        self, name: str, list_call: Callable[..., Any], on_event: Callable[[str, Any], None], **selectors: Any
+    ) -> None:
         while True:
             try:
                 listing = _raw(list_call, **selectors)
@@ -233,16 +234,17 @@ class SimKubelet:
         now = _now()
         with self.lock:
             runtime = self.runtimes.setdefault(uid, podsim.PodRuntime.from_status(pod, now))
-            observation = self.simulator.observe(
-                pod, runtime, self._lookup_secret, self.faults.get(key[0], []), now
-            )
+            observation = self.simulator.observe(pod, runtime, self._lookup_secret, self.faults.get(key[0], []), now)
         for event in observation.events:
             self._post_event(pod, event)
         if podsim.status_differs(pod.get("status") or {}, observation.status):
             try:
                 updated = _raw(
                     self.core.patch_namespaced_pod_status,
-                    key[1], key[0], {"status": observation.status}, _content_type=MERGE_PATCH,
+                    key[1],
+                    key[0],
+                    {"status": observation.status},
+                    _content_type=MERGE_PATCH,
                 )
             except ApiException as error:
                 if error.status != 404:
@@ -259,7 +261,9 @@ class SimKubelet:
         """What the kubelet does once a deleted pod's containers have stopped."""
         meta = pod["metadata"]
         try:
-            options = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"]))
+            options = client.V1DeleteOptions(
+                grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+            )
             self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=options)
         except ApiException as error:
             if error.status not in (404, 409):
@@ -296,8 +300,12 @@ class SimKubelet:
         self.register_nodes()
         watches = [
             ("secrets", self.core.list_secret_for_all_namespaces, self._on_secret, {}),
-            ("faults", self.core.list_config_map_for_all_namespaces, self._on_configmap,
-             {"field_selector": f"metadata.name={podsim.FAULTS_CONFIGMAP}"}),
+            (
+                "faults",
+                self.core.list_config_map_for_all_namespaces,
+                self._on_configmap,
+                {"field_selector": f"metadata.name={podsim.FAULTS_CONFIGMAP}"},
+            ),
             ("pods", self.core.list_pod_for_all_namespaces, self._on_pod, {}),
         ]
         for name, call, handler, selectors in watches:

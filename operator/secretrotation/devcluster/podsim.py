@@ -66,7 +66,9 @@ class Fault:
 
 def parse_faults(text: str) -> list[Fault]:
     """Rules of a ``faults.yaml``; raises ValueError naming the bad entry."""
-    rules = yaml.safe_load(text) or []
+    rules = yaml.safe_load(text)
+    if rules is None:
+        return []
     if not isinstance(rules, list):
         raise ValueError(f"{FAULTS_KEY} must be a list of rules")
     faults = []
@@ -259,10 +261,8 @@ class PodSimulator:
                 if problem:
                     events.append(PodEvent("Failed", f"Error: {problem}"))
                     init_statuses.append(_waiting(container, "CreateContainerConfigError", problem))
-                    init_statuses += [_waiting(c, "PodInitializing") for c in init_containers[len(init_statuses):]]
-                    return self._pending(
-                        pod, runtime, now, containers, "PodInitializing", events, init_statuses
-                    )
+                    init_statuses += [_waiting(c, "PodInitializing") for c in init_containers[len(init_statuses) :]]
+                    return self._pending(pod, runtime, now, containers, "PodInitializing", events, init_statuses)
             runtime.init_done = True
         init_statuses = [_completed(c, now) for c in init_containers]
 
