@@ -1,0 +1,228 @@
+"""The only module that calls the Kubernetes API.
+
+Observes one namespace for a step, performs the planner's actions and writes
+status. Secrets are only ever fetched by name (the operator has no list or
+watch on Secrets), and of a Secret only its key names leave this module:
+values are read solely to copy ``from`` data into a new version.
+
+Synchronous (the official client); the handlers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from secretrotation import guard, model, names, planner
+
+JSON_PATCH = "application/json-patch+json"
+
+
+class StepConflict(RuntimeError):
+    """The world changed between observing and acting; the next step re-plans."""
+
+
+def _raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call the API and decode the JSON answer, not a generated model."""
+    response = call(*args, _preload_content=False, **kwargs)
+    return json.loads(response.data)
+
+
+def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
+    return tuple(_raw(call, namespace, **kwargs)["items"])
+
+
+def _untyped(body: Any) -> Any:
+    """The generated client types bodies as models; it accepts the equivalent JSON."""
+    return body
+
+
+def safe_api_error(error: ApiException) -> str:
+    """An API error without its body: bodies may echo request data, values included."""
+    return f"API error {error.status} ({error.reason})"
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # -- observing ------------------------------------------------------------------------
+
+    def observe(
+        self,
+        resource: planner.Resource,
+        now: datetime,
+        claims: dict[tuple[str, str], str],
+    ) -> planner.Observed:
+        namespace = resource.namespace
+        objects = guard.NamespaceObjects(
+            pods=_items(self.core.list_namespaced_pod, namespace),
+            deployments=_items(self.apps.list_namespaced_deployment, namespace),
+            stateful_sets=_items(self.apps.list_namespaced_stateful_set, namespace),
+            daemon_sets=_items(self.apps.list_namespaced_daemon_set, namespace),
+            replica_sets=_items(self.apps.list_namespaced_replica_set, namespace),
+            jobs=_items(self.batch.list_namespaced_job, namespace),
+            cron_jobs=self._cron_jobs(namespace),
+            service_accounts=_items(self.core.list_namespaced_service_account, namespace),
+        )
+        secrets = {name: self.secret_state(namespace, name) for name in planner.secrets_to_fetch(resource)}
+        from_name = (resource.spec.get("from") or {}).get("secretName")
+        from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
+        return planner.Observed(
+            now=now,
+            objects=objects,
+            secrets=secrets,
+            from_secret_keys=from_state.keys if from_state else None,
+            mount_failures=self._mount_failures(namespace) if resource.status.get("phase") == "Verifying" else {},
+            claims=claims,
+        )
+
+    def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
+        # batch/v1 from Kubernetes 1.21 on, batch/v1beta1 before (the test cluster is 1.20).
+        for version in ("v1", "v1beta1"):
+            listing = self._get_path(f"/apis/batch/{version}/namespaces/{namespace}/cronjobs")
+            if listing is not None:
+                return tuple(listing["items"])
+        return ()
+
+    def _get_path(self, path: str) -> Any:
+        """GET a path the generated client has no method for; None on 404."""
+        method, url, headers, _, _ = self.api.param_serialize("GET", path, auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, header_params=headers)
+        response.read()
+        if response.status == 404:
+            return None
+        if response.status >= 300 or response.data is None:
+            raise ApiException(status=response.status, reason=response.reason)
+        return json.loads(response.data)
+
+    def secret_state(self, namespace: str, name: str) -> planner.SecretState | None:
+        """What the operator keeps of a Secret: names and metadata, never values."""
+        try:
+            secret = _raw(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        meta = secret["metadata"]
+        return planner.SecretState(
+            name=name,
+            labels=meta.get("labels") or {},
+            keys=frozenset(secret.get("data") or {}),
+            immutable=bool(secret.get("immutable")),
+            type=secret.get("type", "Opaque"),
+            resource_version=meta["resourceVersion"],
+        )
+
+    def _mount_failures(self, namespace: str) -> dict[str, datetime]:
+        """Pod name -> when a FailedMount was first reported for it."""
+        events = _items(self.core.list_namespaced_event, namespace, field_selector="reason=FailedMount")
+        first: dict[str, datetime] = {}
+        for event in events:
+            pod = event.get("involvedObject", {}).get("name")
+            when = planner.parse_time(event.get("firstTimestamp") or event.get("eventTime"))
+            if pod and when and (pod not in first or when < first[pod]):
+                first[pod] = when
+        return first
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def perform(self, namespace: str, rotation: str, action: planner.Action) -> None:
+        if isinstance(action, planner.CreateVersion):
+            self.create_version(namespace, rotation, action)
+        elif isinstance(action, planner.PatchWorkload):
+            self.patch_workload(namespace, action)
+        elif isinstance(action, planner.DeletePod):
+            self.delete_pod(namespace, action)
+        else:
+            self.delete_secret(namespace, action)
+
+    def create_version(self, namespace: str, rotation: str, action: planner.CreateVersion) -> None:
+        spec = action.spec
+        if spec.from_secret is not None:
+            source = _raw(self.core.read_namespaced_secret, spec.from_secret, namespace)
+            data = dict(source.get("data") or {})  # already base64, copied as is
+            body: dict[str, Any] = {"data": data}
+        else:
+            body = {"stringData": {rule.key: model.generate_value(rule) for rule in spec.generate}}
+        body.update(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": action.name,
+                    "namespace": namespace,
+                    "labels": names.version_labels(rotation, action.revision),
+                },
+                "type": str(spec.secret_type),
+                "immutable": True,
+            }
+        )
+        try:
+            self.core.create_namespaced_secret(namespace, _untyped(body), _preload_content=False)
+        except ApiException as error:
+            if error.status != 409:  # already staged by an earlier attempt: the planner checks it
+                raise RuntimeError(f"creating Secret {action.name}: {safe_api_error(error)}") from None
+
+    def patch_workload(self, namespace: str, action: planner.PatchWorkload) -> None:
+        operations: list[dict[str, Any]] = []
+        for change in action.changes:
+            operations.append({"op": "test", "path": change.path, "value": change.old})
+            operations.append({"op": "replace", "path": change.path, "value": change.new})
+        patch = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "StatefulSet": self.apps.patch_namespaced_stateful_set,
+            "DaemonSet": self.apps.patch_namespaced_daemon_set,
+        }[action.kind]
+        try:
+            patch(action.name, namespace, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False)
+        except ApiException as error:
+            if error.status in (409, 422):
+                raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
+            raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
+
+    def delete_pod(self, namespace: str, action: planner.DeletePod) -> None:
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=action.uid))
+        try:
+            self.core.delete_namespaced_pod(action.name, namespace, body=options, _preload_content=False)
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise RuntimeError(f"deleting Pod {action.name}: {safe_api_error(error)}") from None
+
+    def delete_secret(self, namespace: str, action: planner.DeleteSecret) -> None:
+        """Delete only the exact object the guard judged: a resourceVersion precondition."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=action.resource_version))
+        try:
+            self.core.delete_namespaced_secret(action.name, namespace, body=options, _preload_content=False)
+        except ApiException as error:
+            if error.status == 409:
+                raise StepConflict(f"Secret {action.name} changed since it was checked; not deleted") from None
+            if error.status != 404:
+                raise RuntimeError(f"deleting Secret {action.name}: {safe_api_error(error)}") from None
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace the whole status (not merge): fields the step dropped must go."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                name,
+                _untyped([{"op": "add", "path": "/status", "value": status}]),
+                _content_type=JSON_PATCH,
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # the resource was deleted meanwhile
+            raise RuntimeError(f"writing status of {name}: {safe_api_error(error)}") from None

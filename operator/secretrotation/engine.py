@@ -1,0 +1,187 @@
+"""Drives each SecretRotation: one asyncio task per resource, stepping the planner.
+
+A task steps when something it cares about changes (its resource, or a pod or
+workload in its namespace while a rotation is in flight or a deletion is
+blocked), when the planner asks for a wake-up (stability windows, deadlines,
+the next scheduled rotation), and never otherwise. An idle resource costs no
+API request: its task sleeps until its next rotation is due.
+
+Resources carry no finalizer, so deleting one (or its namespace) never hangs
+when the operator is gone. The operator is the only writer of their status, so
+a task trusts the status it last wrote over a watch event that may lag behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from secretrotation import cluster, guard, metrics, planner
+
+log = logging.getLogger("secretrotation")
+Key = tuple[str, str]
+EventPoster = Callable[[Mapping[str, Any], planner.Event], None]
+COALESCE_SECONDS = 0.05  # let a burst of watch events become one step
+MAX_ERROR_BACKOFF_SECONDS = 60.0
+
+
+@dataclass
+class _Tracked:
+    body: Mapping[str, Any]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    written: dict[str, Any] | None = None  # the status this task last wrote
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.written if self.written is not None else (self.body.get("status") or {})
+
+    @property
+    def busy(self) -> bool:
+        status = self.status
+        return bool(status.get("rotation") or status.get("pendingDeletion"))
+
+
+class Engine:
+    def __init__(self, api: cluster.Cluster, post_event: EventPoster) -> None:
+        self.cluster = api
+        self.post_event = post_event
+        self.tracked: dict[Key, _Tracked] = {}
+        self.claim_locks: dict[str, asyncio.Lock] = {}
+        self.steps = 0
+
+    # -- inputs from watches -------------------------------------------------------------------
+
+    def resource_changed(self, body: Mapping[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        tracked = self.tracked.get(key)
+        if tracked is None or tracked.body["metadata"].get("uid") != body["metadata"].get("uid"):
+            if tracked is not None:
+                self._stop(key)
+            tracked = self.tracked[key] = _Tracked(body=body)
+            tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
+        tracked.body = body
+        tracked.wake.set()
+
+    def resource_deleted(self, body: Mapping[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._stop(key)
+        metrics.forget(*key)
+        status = body.get("status") or {}
+        kept = [n for n in [status.get("currentSecret"), *(status.get("retainedSecrets") or [])] if n]
+        in_flight = (status.get("rotation") or {}).get("secret")
+        if in_flight:
+            kept.append(in_flight)
+        message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
+        self.post_event(body, planner.Event("VersionsLeftInPlace", message))
+
+    def namespace_changed(self, namespace: str) -> None:
+        """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
+        for (ns, _), tracked in self.tracked.items():
+            if ns == namespace and tracked.busy:
+                tracked.wake.set()
+
+    def _stop(self, key: Key) -> None:
+        tracked = self.tracked.pop(key, None)
+        if tracked is not None and tracked.task is not None:
+            tracked.task.cancel()
+
+    async def stop_all(self) -> None:
+        tasks = [t.task for t in self.tracked.values() if t.task is not None]
+        self.tracked.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def _run(self, key: Key) -> None:
+        failures = 0
+        while key in self.tracked:
+            tracked = self.tracked[key]
+            tracked.wake.clear()
+            try:
+                step = await self._step(key, tracked)
+                failures = 0
+            except cluster.StepConflict as conflict:
+                log.info("%s/%s: %s; re-planning", *key, conflict)
+                await asyncio.sleep(0.2)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                metrics.STEP_ERRORS.labels(*key).inc()
+                delay = min(2.0 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS)
+                log.warning("%s/%s: step failed (%s: %s); retrying in %.0fs", *key, type(error).__name__, error, delay)
+                await self._sleep(tracked, delay)
+                continue
+            if step.requeue:
+                continue
+            timeout = None
+            if step.wake_at is not None:
+                timeout = max(0.0, (step.wake_at - datetime.now(UTC)).total_seconds())
+            await self._sleep(tracked, timeout)
+
+    async def _sleep(self, tracked: _Tracked, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracked.wake.wait(), timeout)
+        await asyncio.sleep(COALESCE_SECONDS)
+
+    def _claims(self, namespace: str, exclude: str) -> dict[tuple[str, str], str]:
+        """Workloads that other rotations in the namespace are switching right now."""
+        claims = {}
+        for (ns, name), tracked in self.tracked.items():
+            if ns != namespace or name == exclude:
+                continue
+            for target in (tracked.status.get("rotation") or {}).get("targets") or []:
+                claims[(target["kind"], target["name"])] = name
+        return claims
+
+    async def _step(self, key: Key, tracked: _Tracked) -> planner.Plan:
+        namespace, name = key
+        body = tracked.body
+        before = dict(tracked.status)
+        resource = planner.Resource(
+            name=name,
+            namespace=namespace,
+            generation=int(body["metadata"].get("generation") or 0),
+            annotations=body["metadata"].get("annotations") or {},
+            spec=body.get("spec") or {},
+            status=before,
+        )
+        now = datetime.now(UTC)
+        self.steps += 1
+        if planner.is_quiet(resource, now):
+            observed = planner.Observed(now=now, objects=guard.NamespaceObjects(), secrets={})
+            return await self._apply(key, tracked, resource, planner.plan(resource, observed))
+        # Claiming workloads happens in Staging; one claim at a time per namespace.
+        lock = self.claim_locks.setdefault(namespace, asyncio.Lock())
+        async with lock if before.get("phase") == planner.Phase.STAGING.value else contextlib.nullcontext():
+            observed = await asyncio.to_thread(self.cluster.observe, resource, now, self._claims(namespace, name))
+            step = planner.plan(resource, observed)
+            return await self._apply(key, tracked, resource, step)
+
+    async def _apply(self, key: Key, tracked: _Tracked, resource: planner.Resource, step: planner.Plan) -> planner.Plan:
+        namespace, name = key
+        for action in step.actions:
+            await asyncio.to_thread(self.cluster.perform, namespace, name, action)
+        if step.status != resource.status:
+            await asyncio.to_thread(self.cluster.write_status, namespace, name, step.status)
+            tracked.written = step.status
+            if step.status.get("phase") != resource.status.get("phase"):
+                log.info(
+                    "%s/%s: %s -> %s", namespace, name, resource.status.get("phase") or "new", step.status["phase"]
+                )
+        for event in step.events:
+            self.post_event(tracked.body, event)
+        metrics.record(namespace, name, resource.status, step, time.time())
+        return step

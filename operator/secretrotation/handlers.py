@@ -1,0 +1,82 @@
+"""kopf registrations: thin adapters from watch events to the engine.
+
+Only ``on.event`` handlers: they write nothing onto the watched objects (no
+annotations, no finalizers), which is what the operator wants for Pods and
+workloads it does not own, and for its own resources, whose deletion must
+never wait for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from kubernetes import config
+
+from secretrotation import cluster, engine, names, planner
+
+log = logging.getLogger("secretrotation")
+ANNOTATION_PREFIX = names.GROUP
+
+
+def _post_event(body: Mapping[str, Any], event: planner.Event) -> None:
+    kopf.event(
+        cast(kopf.Body, body), type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message
+    )
+
+
+def _api_client() -> Any:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    from kubernetes import client
+
+    return client.ApiClient()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # No kopf state is stored on any object; set the storages anyway so that a
+    # future state-changing handler writes under our prefix, never kopf's.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX, v1=False)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration", v1=False
+    )
+    settings.posting.reporting_component = "secretrotation"
+    settings.posting.reporting_instance = os.environ.get("POD_NAME", "secretrotation")
+    settings.networking.request_timeout = 60
+    # The operator only needs to know *that* a pod or workload changed.
+    settings.watching.client_timeout = 600
+    memo.engine = engine.Engine(cluster.Cluster(_api_client()), _post_event)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    await memo.engine.stop_all()
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
+async def rotation_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        memo.engine.resource_deleted(dict(body))
+    else:
+        memo.engine.resource_changed(dict(body))
+
+
+@kopf.on.event("", "v1", "pods")
+@kopf.on.event("apps", "v1", "replicasets")
+@kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("apps", "v1", "statefulsets")
+@kopf.on.event("apps", "v1", "daemonsets")
+async def workload_changed(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if namespace:
+        memo.engine.namespace_changed(namespace)
+
+
+@kopf.on.probe(id="rotations")
+def tracked_rotations(memo: kopf.Memo, **_: Any) -> int:
+    return len(memo.engine.tracked)

@@ -1,0 +1,99 @@
+"""Prometheus metrics, all prefixed ``secretrotation_``.
+
+Derived from status transitions, so they say what the status says. Labels are
+bounded: namespace and resource name, phase, result, reason and workload kind.
+Never a version name, a hash or anything derived from data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from secretrotation import planner
+
+ROTATIONS_STARTED = Counter(
+    "secretrotation_rotations_started_total", "Rotations started.", ["namespace", "name", "reason"]
+)
+ROTATIONS_FINISHED = Counter(
+    "secretrotation_rotations_finished_total",
+    "Rotations finished, by result: succeeded or failed (rolled back or stopped before switching).",
+    ["namespace", "name", "result"],
+)
+ROTATION_DURATION = Histogram(
+    "secretrotation_rotation_duration_seconds",
+    "Time from a rotation's start to its end.",
+    ["result"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+)
+CURRENT_REVISION = Gauge("secretrotation_current_revision", "Revision of the version in use.", ["namespace", "name"])
+LAST_SUCCESS = Gauge(
+    "secretrotation_last_success_timestamp_seconds", "When the last rotation succeeded.", ["namespace", "name"]
+)
+NEXT_ROTATION = Gauge(
+    "secretrotation_next_rotation_timestamp_seconds", "When the next scheduled rotation is due.", ["namespace", "name"]
+)
+WORKLOADS_ROLLED = Counter(
+    "secretrotation_workloads_rolled_total", "Workloads switched to a new version.", ["namespace", "kind"]
+)
+PHASE = Gauge("secretrotation_phase", "1 for the phase each rotation is in.", ["namespace", "name", "phase"])
+GC_BLOCKED = Counter(
+    "secretrotation_gc_blocked_total",
+    "Deletions of old versions blocked because something still references them.",
+    ["namespace", "name"],
+)
+STEP_ERRORS = Counter(
+    "secretrotation_step_errors_total", "Reconcile steps that failed and will be retried.", ["namespace", "name"]
+)
+
+
+def _epoch(text: str | None) -> float | None:
+    moment = planner.parse_time(text)
+    return moment.timestamp() if moment else None
+
+
+def record(namespace: str, name: str, before: Mapping[str, Any], step: planner.Plan, now_epoch: float) -> None:
+    """Update every metric from one step: its status transition, actions and events."""
+    after = step.status
+    old, new = before.get("rotation"), after.get("rotation")
+    if new and (not old or old.get("revision") != new.get("revision")):
+        ROTATIONS_STARTED.labels(namespace, name, new.get("reason", "")).inc()
+    if old and not new:
+        result = "succeeded" if int(after.get("revision") or 0) >= int(old.get("revision") or 0) else "failed"
+        ROTATIONS_FINISHED.labels(namespace, name, result).inc()
+        started = _epoch(old.get("startedAt"))
+        if started is not None:
+            ROTATION_DURATION.labels(result).observe(max(0.0, now_epoch - started))
+    if before.get("phase") == planner.Phase.ROLLING_OUT.value:
+        for action in step.actions:
+            if isinstance(action, planner.PatchWorkload):
+                WORKLOADS_ROLLED.labels(namespace, action.kind).inc()
+    for event in step.events:
+        if event.reason == "CollectionBlocked":
+            GC_BLOCKED.labels(namespace, name).inc()
+    CURRENT_REVISION.labels(namespace, name).set(int(after.get("revision") or 0))
+    for gauge, field in ((LAST_SUCCESS, "lastRotationTime"), (NEXT_ROTATION, "nextRotationTime")):
+        value = _epoch(after.get(field))
+        if value is not None:
+            gauge.labels(namespace, name).set(value)
+        else:
+            _remove(gauge, namespace, name)
+    current = after.get("phase") or planner.Phase.IDLE.value
+    for phase in planner.Phase:
+        PHASE.labels(namespace, name, phase.value).set(1 if phase.value == current else 0)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop the per-resource series of a deleted SecretRotation."""
+    for gauge in (CURRENT_REVISION, LAST_SUCCESS, NEXT_ROTATION):
+        _remove(gauge, namespace, name)
+    for phase in planner.Phase:
+        _remove(PHASE, namespace, name, phase.value)
