@@ -38,6 +38,11 @@ def _api_client() -> Any:
     return client.ApiClient()
 
 
+class _QuietEventHandlers(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler '"))
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # No kopf state is stored on any object; set the storages anyway so that a
@@ -49,6 +54,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.reporting_component = "secretrotation"
     settings.posting.reporting_instance = os.environ.get("POD_NAME", "secretrotation")
     settings.networking.request_timeout = 60
+    # Resources are named with full group/version: no CRD discovery, no cluster-wide RBAC for it.
+    settings.scanning.disabled = True
+    # One line per watch event would drown the transitions that matter.
+    logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
     # The operator only needs to know *that* a pod or workload changed.
     settings.watching.client_timeout = 600
     memo.engine = engine.Engine(cluster.Cluster(_api_client()), _post_event)

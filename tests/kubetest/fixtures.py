@@ -6,6 +6,8 @@ Set ``SECRETROTATION_TEST_KUBECONFIG`` to reuse a running cluster (for example
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import re
 import secrets
@@ -13,9 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import config
+from kubernetes.client.exceptions import ApiException
 
-from kubetest import Kube
+from kubetest import Kube, raw
+from kubetest.operator import OperatorProcess, apply_cluster_role, install_crd
 from secretrotation.devcluster import binaries
 from secretrotation.devcluster.controlplane import ControlPlane
 
@@ -55,3 +60,49 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     )
     yield name
     kube.core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube: Kube, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for the operator's own ServiceAccount, bound only by deploy/rbac.yaml.
+
+    Running the operator under the shipped RBAC in every test proves that RBAC is enough.
+    """
+    install_crd(kube)
+    apply_cluster_role(kube)
+    namespace = "secretrotation-system"
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespace({"metadata": {"name": namespace}})
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "secretrotation"}})
+    account = kube.wait_one(
+        kube.core.list_namespaced_service_account,
+        "secretrotation",
+        lambda sa: bool(sa.get("secrets")),
+        namespace=namespace,
+        what="operator token",
+    )
+    token_secret = raw(kube.core.read_namespaced_secret, account["secrets"][0]["name"], namespace)
+    token = base64.b64decode(token_secret["data"]["token"]).decode()
+    admin = yaml.safe_load(kubeconfig.read_text())
+    admin["users"] = [{"name": "admin", "user": {"token": token}}]
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+@pytest.fixture
+def operator(kube: Kube, namespace: str, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator, watching this test's namespace, as its ServiceAccount."""
+    kube.rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "secretrotation"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secretrotation"},
+            "subjects": [{"kind": "ServiceAccount", "name": "secretrotation", "namespace": "secretrotation-system"}],
+        },
+    )
+    process = OperatorProcess(operator_kubeconfig, namespace, tmp_path / "operator.log")
+    process.start()
+    yield process
+    process.stop()
