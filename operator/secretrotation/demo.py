@@ -12,8 +12,10 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from secretrotation import names
 from secretrotation.devcluster import __main__ as devcluster
 from secretrotation.devcluster import binaries
 
@@ -55,9 +57,60 @@ class Demo:
         self.kubectl_run("apply", "-f", str(REPO / "deploy/examples/shop.yaml"))
         self.kubectl_run("-n", "shop", "rollout", "status", "deployment/api", "--timeout=120s")
 
-        _say("Applying the example SecretRotation")
+        _say("Starting the operator (watching namespace shop)")
+        print("$ secretrotation run --namespace shop", flush=True)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "secretrotation", "run", "--namespace", "shop", "--metrics-port", "0",
+             "--liveness-port", "0"],
+            env={**os.environ, "KUBECONFIG": str(STATE_DIR / "kubeconfig")},
+            stdout=open(STATE_DIR / "logs" / "operator.log", "ab"),  # noqa: SIM115 - lives as long as the process
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            self.rotate()
+        finally:
+            operator.terminate()
+            operator.wait(15)
+        print(f"\nOperator log: {STATE_DIR / 'logs' / 'operator.log'}")
+
+    def rotate(self) -> None:
+        _say("Applying the example SecretRotation: rotation 1 adopts db-credentials")
         self.kubectl_run("apply", "-f", str(REPO / "deploy/examples/db-credentials-rotation.yaml"))
-        self.kubectl_run("-n", "shop", "get", "srot,deployments,statefulsets,daemonsets")
+        self.wait_for_revision(1)
+        self.show()
+
+        _say("Requesting a second rotation (annotation rotation.sre.dev/requested-at)")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.kubectl_run(
+            "-n", "shop", "annotate", "--overwrite", "srot/db-credentials", f"{names.REQUESTED_AT_ANNOTATION}={now}"
+        )
+        self.wait_for_revision(2)
+        self.show()
+
+    def wait_for_revision(self, revision: int, timeout: float = 180) -> None:
+        print(f"(waiting for revision {revision} to be verified and Ready)", flush=True)
+        deadline = time.monotonic() + timeout
+        query = ["-n", "shop", "get", "srot/db-credentials", "-o",
+                 "jsonpath={.status.revision} {.status.conditions[?(@.type=='Ready')].status}"]  # fmt: skip
+        while time.monotonic() < deadline:
+            result = subprocess.run([*self.kubectl, *query], capture_output=True, text=True)
+            if result.stdout.split() == [str(revision), "True"]:
+                return
+            time.sleep(1)
+        self.kubectl_run("-n", "shop", "describe", "srot/db-credentials", check=False)
+        raise SystemExit(f"revision {revision} did not become Ready in {timeout:.0f}s")
+
+    def show(self) -> None:
+        self.kubectl_run("-n", "shop", "get", "srot")
+        self.kubectl_run("-n", "shop", "get", "secrets", "-l", "rotation.sre.dev/rotation=db-credentials",
+                         "-L", "rotation.sre.dev/revision")  # fmt: skip
+        template = (
+            "{range .items[*]}{.kind}/{.metadata.name}: "
+            "{.spec.template.spec.containers[*].env[*].valueFrom.secretKeyRef.name}"
+            "{.spec.template.spec.volumes[*].secret.secretName}"
+            "{.spec.template.spec.initContainers[*].envFrom[*].secretRef.name}{'\\n'}{end}"
+        )
+        self.kubectl_run("-n", "shop", "get", "deployments,statefulsets,daemonsets", "-o", f"jsonpath={template}")
 
 
 def main() -> int:

@@ -162,7 +162,8 @@ def secrets_to_fetch(resource: Resource) -> set[str]:
     status = resource.status
     wanted = set(status.get("retainedSecrets") or [])
     wanted |= {entry["name"] for entry in status.get("pendingDeletion") or [] if "name" in entry}
-    for name in (status.get("currentSecret"), (status.get("rotation") or {}).get("secret")):
+    rotation = status.get("rotation") or {}
+    for name in (status.get("currentSecret"), rotation.get("secret"), rotation.get("previousSecret")):
         if name:
             wanted.add(name)
     base = resource.spec.get("secretName")
@@ -260,7 +261,7 @@ def decide_trigger(spec: model.RotationSpec, resource: Resource, now: datetime) 
         if resource.generation > int(status.get("failedGeneration") or 0):
             return Trigger.RETRY, None
         next_time = parse_time(status.get("nextRotationTime"))
-        if next_time is not None and now >= next_time:
+        if spec.rotate_every is not None and next_time is not None and now >= next_time:
             return Trigger.RETRY, None
         return None
     if int(status.get("revision") or 0) == 0:
@@ -356,9 +357,9 @@ def plan(resource: Resource, observed: Observed) -> Plan:
     if not rotation:
         assert spec is not None
         return _idle(builder, spec)
-    started_spec = _started_spec(rotation, spec)
-    if isinstance(started_spec, model.InvalidSpec):
-        return _invalid(builder, started_spec)
+    started_spec, problem = _started_spec(rotation, spec)
+    if problem is not None and phase is Phase.STAGING:
+        return _abort(builder, started_spec, Reason.INVALID_SPEC, f"the spec changed while staging: {problem}")
     step = {
         Phase.STAGING: _staging,
         Phase.ROLLING_OUT: _rolling_out,
@@ -369,16 +370,26 @@ def plan(resource: Resource, observed: Observed) -> Plan:
     return step(builder, started_spec)
 
 
-def _started_spec(rotation: Obj, current: model.RotationSpec | None) -> model.RotationSpec | model.InvalidSpec:
-    """The spec the rotation in flight started with (constants come from the current spec)."""
+def _started_spec(rotation: Obj, current: model.RotationSpec | None) -> tuple[model.RotationSpec, str | None]:
+    """The spec the rotation in flight started with, and why the current spec cannot supply its constants.
+
+    Constant values are never stored in status; only staging needs them. When the
+    current spec no longer supplies them, placeholders restore the rest of the spec.
+    """
+    snapshot = rotation.get("spec") or {}
     try:
-        if current is None:
-            # The current spec is invalid; a snapshot without constants still restores.
-            empty = model.RotationSpec(None, model.SecretType.OPAQUE, (), None, None, None, None)
-            return model.spec_from_snapshot(rotation.get("spec") or {}, empty)
-        return model.spec_from_snapshot(rotation.get("spec") or {}, current)
+        if current is not None:
+            return model.spec_from_snapshot(snapshot, current), None
+        problem = "the current spec is invalid"
     except model.InvalidSpec as invalid:
-        return invalid
+        problem = str(invalid)
+    constants = tuple(
+        model.GenerateRule(key=entry["key"], value="-")
+        for entry in snapshot.get("generate") or []
+        if isinstance(entry, Mapping) and entry.get("constant")
+    )
+    placeholder = model.RotationSpec(None, model.SecretType.OPAQUE, constants, None, None, None, None)
+    return model.spec_from_snapshot(snapshot, placeholder), problem
 
 
 def _ready_now(builder: _Builder) -> Condition:
@@ -442,6 +453,7 @@ def _idle(builder: _Builder, spec: model.RotationSpec) -> Plan:
         "secret": names.version_name(base, revision),
         "reason": cause.value,
         "startedAt": timestamp(now),
+        "generation": resource.generation,
         "deadline": timestamp(now + spec.verify.timeout),
         "spec": model.spec_to_snapshot(spec),
         "targets": [],
@@ -594,25 +606,21 @@ def _rolling_out(builder: _Builder, spec: model.RotationSpec) -> Plan:
     for target in targets:
         workload = _workload(builder.observed.objects, target["kind"], target["name"])
         changes = _changes(target)
-        if workload is None:
-            return _fail(
-                builder,
-                spec,
-                Reason.VERIFICATION_FAILED,
-                f"{_label(target['kind'], target['name'])} disappeared during the rollout",
-            )
-        values = [value_at(workload, c.path) for c in changes]
-        if all(v == c.new for v, c in zip(values, changes, strict=True)):
+        values = [value_at(workload, c.path) for c in changes] if workload is not None else []
+        if workload is not None and all(v == c.new for v, c in zip(values, changes, strict=True)):
             target["switched"] = True
-        elif all(v == c.old for v, c in zip(values, changes, strict=True)):
+        elif workload is not None and all(v == c.old for v, c in zip(values, changes, strict=True)):
             builder.actions.append(PatchWorkload(target["kind"], target["name"], changes))
             target["switched"] = True
         else:
+            # Record what this step did switch, so that the rollback reverts it.
+            builder.status["rotation"] = {**rotation, "targets": targets}
+            problem = "disappeared" if workload is None else "was changed by someone else"
             return _fail(
                 builder,
                 spec,
                 Reason.VERIFICATION_FAILED,
-                f"{_label(target['kind'], target['name'])} was changed by someone else during the rollout",
+                f"{_label(target['kind'], target['name'])} {problem} during the rollout",
             )
     rotation["targets"] = targets
     builder.status["rotation"] = rotation
@@ -943,14 +951,23 @@ def _finish_failed(
     builder: _Builder, spec: model.RotationSpec, reason: Reason, message: str, *, announce: bool
 ) -> Plan:
     status = builder.status
+    rotation = status.get("rotation") or {}
+    switched = [t for t in rotation.get("targets") or [] if t.get("switched")]
+    if switched:
+        back_on = rotation.get("previousSecret") or ""
+        status["targets"] = [_target_status(t["kind"], t["name"], back_on, "RolledBack", message) for t in switched][
+            :MAX_STATUS_TARGETS
+        ]
     failures = int(status.get("consecutiveFailures") or 0) + 1
     status["consecutiveFailures"] = failures
     status["lastFailureTime"] = timestamp(builder.now)
     status["lastFailure"] = {"reason": str(reason), "message": conditions.truncate(message)}
-    status["failedGeneration"] = builder.resource.generation
+    status["failedGeneration"] = int(rotation.get("generation") or builder.resource.generation)
     retry = next_attempt_after_failure(spec, builder.now, failures)
     if retry:
         status["nextRotationTime"] = timestamp(retry)
+    else:
+        status.pop("nextRotationTime", None)
     status["phase"] = Phase.IDLE.value
     status.pop("rotation", None)
     if announce:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def up(state_dir: Path, nodes: int, readiness_delay: float, timeout: float) -> i
         print(f"cluster already running; kubeconfig: {state_dir / 'kubeconfig'}")
         return 0
     down(state_dir)
+    # A cluster that is not running starts empty: stale objects would only confuse.
+    shutil.rmtree(state_dir / "etcd", ignore_errors=True)
     binaries.find()  # provision in the foreground, so its progress is visible
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
