@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CLUSTER_DIR := .cluster
 
-.PHONY: all venv provision test unit integration lint demo cluster-up cluster-down e2e clean
+.PHONY: all venv provision test unit integration bench lint demo cluster-up cluster-down e2e clean
 
 all: test
 
@@ -30,6 +30,10 @@ unit: venv
 
 integration: venv provision
 	$(PY) -m pytest tests/integration
+
+## make bench: measure the planner and the operator's own cost per rotation (not part of make test).
+bench: venv provision
+	$(PY) -m pytest tests/bench -s
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests
