@@ -708,8 +708,11 @@ def _replica_failure(workload: Obj, observed: Observed) -> str | None:
     return None
 
 
-def _target_status(kind: str, name: str, secret: str, state: str, message: str) -> dict[str, str]:
-    return {"kind": kind, "name": name, "secret": secret, "state": state, "message": conditions.truncate(message)}
+def _target_status(kind: str, name: str, secret: str | None, state: str, message: str) -> dict[str, str]:
+    report = {"kind": kind, "name": name, "state": state, "message": conditions.truncate(message)}
+    if secret:
+        report["secret"] = secret
+    return report
 
 
 def _verifying(builder: _Builder, spec: model.RotationSpec) -> Plan:
@@ -954,7 +957,7 @@ def _finish_failed(
     rotation = status.get("rotation") or {}
     switched = [t for t in rotation.get("targets") or [] if t.get("switched")]
     if switched:
-        back_on = rotation.get("previousSecret") or ""
+        back_on = rotation.get("previousSecret")
         status["targets"] = [_target_status(t["kind"], t["name"], back_on, "RolledBack", message) for t in switched][
             :MAX_STATUS_TARGETS
         ]

@@ -260,47 +260,6 @@ def test_printer_columns(version: dict[str, Any]) -> None:
         ), name
 
 
-def test_status_declares_every_field_the_operator_writes(root: dict[str, Any]) -> None:
-    status = root["properties"]["status"]["properties"]
-    assert set(status) == {
-        "observedGeneration",
-        "revision",
-        "currentSecret",
-        "retainedSecrets",
-        "phase",
-        "rotation",
-        "lastRotationTime",
-        "nextRotationTime",
-        "lastFailureTime",
-        "consecutiveFailures",
-        "failedGeneration",
-        "lastHandledRequest",
-        "targets",
-        "untrackedReferences",
-        "pendingDeletion",
-        "adoptedSecret",
-        "conditions",
-    }
-    assert set(status["rotation"]["properties"]) == {
-        "revision",
-        "secret",
-        "previousSecret",
-        "reason",
-        "request",
-        "startedAt",
-        "deadline",
-        "spec",
-        "failure",
-        "targets",
-    }
-    change = status["rotation"]["properties"]["targets"]["items"]["properties"]["changes"]["items"]
-    assert set(change["properties"]) == {"path", "from", "to"}
-    assert status["phase"]["enum"] == ["Idle", "Staging", "RollingOut", "Verifying", "RollingBack", "CollectingGarbage"]
-    assert (status["targets"]["maxItems"], status["untrackedReferences"]["maxItems"]) == (64, 20)
-    for field in ("lastRotationTime", "nextRotationTime", "lastFailureTime"):
-        assert status[field]["format"] == "date-time"
-
-
 def test_conditions_follow_metav1_condition(root: dict[str, Any]) -> None:
     conditions = root["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

@@ -14,9 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from secretrotation import guard, model, names, planner, references
 from secretrotation.conditions import Reason
@@ -251,9 +253,31 @@ class World:
                 del self.secrets[action.name]
 
 
+STATUS_SCHEMA = yaml.safe_load((Path(__file__).parents[2] / "crds/secretrotation.yaml").read_text())["spec"][
+    "versions"
+][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+
+
+def undeclared(value: Any, schema: Mapping[str, Any], path: str = "status") -> list[str]:
+    """Fields of ``value`` the structural schema would prune (silently dropping operator state)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, Mapping):
+        declared = schema.get("properties") or {}
+        found = [f"{path}.{key}" for key in value if key not in declared]
+        return found + [
+            m for key, v in value.items() if key in declared for m in undeclared(v, declared[key], f"{path}.{key}")
+        ]
+    if isinstance(value, list) and "items" in schema:
+        return [m for v in value for m in undeclared(v, schema["items"], f"{path}[]")]
+    return []
+
+
 def assert_conventions(plan: Plan, resource: Resource) -> None:
-    """What every status the operator writes must satisfy (kstatus, and never a secret value)."""
+    """What every status the operator writes must satisfy (kstatus, the CRD schema, never a secret value)."""
     status = plan.status
+    assert not undeclared(status, STATUS_SCHEMA), f"pruned by the CRD schema: {undeclared(status, STATUS_SCHEMA)}"
+    assert "" not in [v for v in _strings(status)], f"an empty string is refused by the 1.20 API server: {status}"
     conditions = status.get("conditions") or []
     types = [c["type"] for c in conditions]
     assert len(types) == len(set(types)), f"duplicate condition types: {types}"
@@ -1241,3 +1265,11 @@ def test_a_rotation_interrupted_by_an_invalid_spec_resumes_where_it_was() -> Non
 
     assert "currentSecret" not in resumed.status, "db-v1 became current without being verified"
     assert resumed.status["phase"] == Phase.VERIFYING, resumed.status
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
