@@ -177,6 +177,8 @@ class Engine:
         if step.status != resource.status:
             await asyncio.to_thread(self.cluster.write_status, namespace, name, step.status)
             tracked.written = step.status
+            if resource.status.get("rotation") and not step.status.get("rotation"):
+                self.namespace_changed(namespace)  # its workloads are free: wake whoever waits for them
             if step.status.get("phase") != resource.status.get("phase"):
                 log.info(
                     "%s/%s: %s -> %s", namespace, name, resource.status.get("phase") or "new", step.status["phase"]

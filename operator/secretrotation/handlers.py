@@ -77,6 +77,8 @@ async def rotation_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, *
 
 
 @kopf.on.event("", "v1", "pods")
+@kopf.on.event("", "v1", "serviceaccounts")
+@kopf.on.event("batch", "v1", "jobs")
 @kopf.on.event("apps", "v1", "replicasets")
 @kopf.on.event("apps", "v1", "deployments")
 @kopf.on.event("apps", "v1", "statefulsets")

@@ -22,8 +22,10 @@ from secretrotation.conditions import Condition, Reason
 
 Obj = Mapping[str, Any]
 MOUNT_GRACE = timedelta(seconds=10)
+BLOCKED_RECHECK = timedelta(minutes=10)
 MAX_BACKOFF_FACTOR = 8
 MAX_STATUS_TARGETS = 64
+MAX_UNTRACKED = 20
 
 
 class Phase(enum.StrEnum):
@@ -454,7 +456,6 @@ def _idle(builder: _Builder, spec: model.RotationSpec) -> Plan:
         "reason": cause.value,
         "startedAt": timestamp(now),
         "generation": resource.generation,
-        "deadline": timestamp(now + spec.verify.timeout),
         "spec": model.spec_to_snapshot(spec),
         "targets": [],
     }
@@ -521,6 +522,8 @@ def _staging(builder: _Builder, spec: model.RotationSpec) -> Plan:
         builder.event("NoConsumers", f"no workload consumes {spec.base_name}; {staged_name} is promoted unused")
         return _promote(builder, spec)
     builder.status["phase"] = Phase.ROLLING_OUT.value
+    # The verification deadline runs from the first switch, not from a wait for a shared workload.
+    rotation["deadline"] = timestamp(builder.now + spec.verify.timeout)
     _in_flight(builder, Reason.ROLLING_OUT, f"switching {len(targets)} workloads to {staged_name}")
     return builder.done(requeue=True)
 
@@ -562,6 +565,7 @@ def _resolve_targets(
             builder.event("TargetsMatchNothing", "spec.targets match no workload in the namespace", warning=True)
     else:
         selected = candidates
+    _report_untracked(builder, old_names, [w for w in candidates if w not in selected])
     for workload in sorted(selected, key=lambda w: (w["kind"], w["metadata"]["name"])):
         kind, name = workload["kind"], workload["metadata"]["name"]
         pod_spec = references.pod_spec_of(workload)
@@ -594,6 +598,36 @@ def _resolve_targets(
             }
         )
     return targets, problems
+
+
+def _report_untracked(builder: _Builder, old_names: Sequence[str], unselected: Sequence[Obj]) -> None:
+    """Consumers of the version in use that this rotation will not switch: latent references.
+
+    They keep that version from being collected, and would break at their next deploy if
+    it went; so they are named at every rotation, not discovered at the next outage.
+    Jobs and CronJobs are never switched (a Job's template is immutable).
+    """
+    objects = builder.observed.objects
+    others = [
+        *unselected,
+        *({**job, "kind": "Job"} for job in objects.jobs),
+        *({**cron, "kind": "CronJob"} for cron in objects.cron_jobs),
+    ]
+    untracked = [
+        {"kind": w["kind"], "name": w["metadata"]["name"]}
+        for w in others
+        if any(references.references_to(references.pod_spec_of(w), old) for old in old_names)
+    ]
+    if not untracked:
+        builder.status.pop("untrackedReferences", None)
+        return
+    builder.status["untrackedReferences"] = untracked[:MAX_UNTRACKED]
+    listed = guard.describe([guard.Referrer(u["kind"], u["name"]) for u in untracked])
+    builder.event(
+        "UntrackedReferences",
+        f"{listed} reference {' or '.join(old_names)} but are not targets: that version stays until they move",
+        warning=True,
+    )
 
 
 def _changes(target: Obj) -> tuple[Change, ...]:
@@ -820,8 +854,10 @@ def _collect(builder: _Builder, spec: model.RotationSpec, *, finish: bool) -> Pl
         status["phase"] = Phase.IDLE.value
         status.pop("rotation", None)
     builder.conditions(*_previous_failure(builder))
-    wake_at = parse_time(status.get("nextRotationTime"))
-    return builder.done(wake_at=wake_at)
+    # Watches on pods, workloads, Jobs and ServiceAccounts retry a blocked deletion; CronJobs
+    # are not watched (their API version differs across clusters), so look again now and then.
+    recheck = builder.now + BLOCKED_RECHECK if blocked else None
+    return builder.done(wake_at=_earliest(parse_time(status.get("nextRotationTime")), recheck))
 
 
 def _check_adopted(builder: _Builder, spec: model.RotationSpec) -> None:

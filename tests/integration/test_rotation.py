@@ -3,121 +3,28 @@
 from __future__ import annotations
 
 import base64
-import functools
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from kubetest import Kube, condition, container, deployment, raw, secret
-from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
+from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
+from kubetest.rotations import (
+    WORKLOADS,
+    at_revision,
+    create,
+    db_rotation,
+    list_rotations,
+    request_rotation,
+    secret_names,
+    shop_workloads,
+    stalled_with,
+    template_secrets,
+    wait_rotation,
+)
 from secretrotation import references
 from secretrotation.devcluster import podsim
 
 pytestmark = pytest.mark.integration
-Obj = dict[str, Any]
-FAST_VERIFY = {"timeout": "3m", "stableFor": "1s"}
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _list_rotations(kube: Kube) -> Callable[..., Any]:
-    return functools.partial(kube.custom.list_namespaced_custom_object, GROUP, VERSION)
-
-
-def wait_rotation(kube: Kube, namespace: str, name: str, predicate: Callable[[Obj], bool], what: str,
-                  timeout: float = 90) -> Obj:  # fmt: skip
-    return kube.wait_one(
-        _list_rotations(kube), name, predicate, namespace=namespace, plural=PLURAL, what=what, timeout=timeout
-    )
-
-
-def at_revision(revision: int) -> Callable[[Obj], bool]:
-    def check(obj: Obj) -> bool:
-        status = obj.get("status") or {}
-        ready = condition(obj, "Ready") or {}
-        return status.get("revision") == revision and status.get("phase") == "Idle" and ready.get("status") == "True"
-
-    return check
-
-
-def stalled_with(reason: str) -> Callable[[Obj], bool]:
-    def check(obj: Obj) -> bool:
-        stalled = condition(obj, "Stalled") or {}
-        return stalled.get("status") == "True" and stalled.get("reason") == reason and obj["status"]["phase"] == "Idle"
-
-    return check
-
-
-def request_rotation(kube: Kube, namespace: str, name: str, value: str) -> None:
-    patch = {"metadata": {"annotations": {"rotation.sre.dev/requested-at": value}}}
-    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
-
-
-def template_secrets(kube: Kube, namespace: str, kind: str, name: str) -> frozenset[str]:
-    read = {
-        "Deployment": kube.apps.read_namespaced_deployment,
-        "StatefulSet": kube.apps.read_namespaced_stateful_set,
-        "DaemonSet": kube.apps.read_namespaced_daemon_set,
-    }[kind]
-    workload = raw(read, name, namespace)
-    return references.referenced_secrets(references.pod_spec_of({**workload, "kind": kind}))
-
-
-def secret_names(kube: Kube, namespace: str) -> set[str]:
-    items = raw(kube.core.list_namespaced_secret, namespace)["items"]
-    return {s["metadata"]["name"] for s in items if s["type"] != "kubernetes.io/service-account-token"}
-
-
-def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
-    """A Deployment (env), a StatefulSet (volume item) and a DaemonSet (envFrom in an init container)."""
-    env = [
-        {"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "username"}}},
-        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}},
-    ]
-    kube.apps.create_namespaced_deployment(
-        namespace, deployment("api", {"containers": [container(env=env)]}, replicas=2)
-    )
-    volume = {"name": "db", "secret": {"secretName": secret_name, "items": [{"key": "password", "path": "pw"}]}}
-    kube.apps.create_namespaced_stateful_set(namespace, {
-        "metadata": {"name": "ledger"},
-        "spec": {
-            "serviceName": "ledger", "replicas": 2, "selector": {"matchLabels": {"app": "ledger"}},
-            "template": {"metadata": {"labels": {"app": "ledger"}},
-                         "spec": {"containers": [container()], "volumes": [volume]}},
-        },
-    })  # fmt: skip
-    init = container("init", envFrom=[{"secretRef": {"name": secret_name}}])
-    kube.apps.create_namespaced_daemon_set(namespace, {
-        "metadata": {"name": "agent"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "agent"}},
-            "template": {"metadata": {"labels": {"app": "agent"}},
-                         "spec": {"initContainers": [init], "containers": [container()]}},
-        },
-    })  # fmt: skip
-
-
-def db_rotation(name: str = "db", **extra: Any) -> Obj:
-    spec: Obj = {
-        "secretName": "db",
-        "generate": [{"key": "username", "value": "shop"}, {"key": "password", "length": 24}],
-        "verify": FAST_VERIFY,
-        "retain": 1,
-    }
-    spec.update(extra)
-    return rotation(name, **spec)
-
-
-def create(kube: Kube, namespace: str, body: Obj) -> None:
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-
-WORKLOADS = (("Deployment", "api"), ("StatefulSet", "ledger"), ("DaemonSet", "agent"))
-
-
-# -- tests ---------------------------------------------------------------------------------------
 
 
 def test_three_workloads_are_rotated_three_times_and_old_versions_collected(
@@ -292,7 +199,7 @@ def test_an_operator_restart_does_not_rotate_or_re_roll(kube: Kube, namespace: s
     # The restarted operator has looked at the resource once its phase metric exists.
     phase_line = f'secretrotation_phase{{name="db",namespace="{namespace}",phase="Idle"}} 1.0'
     kube.wait(
-        _list_rotations(kube),
+        list_rotations(kube),
         lambda _: phase_line in operator.metrics(),
         namespace=namespace,
         plural=PLURAL,

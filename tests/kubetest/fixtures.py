@@ -59,7 +59,8 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         timeout=60,
     )
     yield name
-    kube.core.delete_namespace(name)
+    with contextlib.suppress(ApiException):  # a test may have deleted it already
+        kube.core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,165 @@
+"""SIGKILL the operator mid-rotation: the status is the cursor, so a restart finishes the job exactly once.
+
+Every test runs under the ``InvariantChecker``: whatever the moment of the
+crash, no pod may reference a missing Secret, no version may change or be
+deleted while referenced.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from integration.test_rotation import (
+    WORKLOADS,
+    at_revision,
+    create,
+    db_rotation,
+    request_rotation,
+    secret_names,
+    shop_workloads,
+    stalled_with,
+    template_secrets,
+    wait_rotation,
+)
+from kubetest import Kube, Obj, condition, raw, secret
+from kubetest.invariants import InvariantChecker
+from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
+from secretrotation.devcluster import podsim
+
+pytestmark = pytest.mark.integration
+# Slow enough to catch each phase from a watch, fast enough to keep the module short.
+CRASH_VERIFY = {"timeout": "3m", "stableFor": "2s"}
+RANDOM_KILLS = 3
+MAX_KILL_DELAY_SECONDS = 1.5
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def read_rotation(kube: Kube, namespace: str) -> Obj:
+    return dict(raw(kube.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, "db"))
+
+
+def generations(kube: Kube, namespace: str) -> dict[str, int]:
+    """Each workload's ``metadata.generation``: it rises once per change of its pod template."""
+    read = {
+        "Deployment": kube.apps.read_namespaced_deployment,
+        "StatefulSet": kube.apps.read_namespaced_stateful_set,
+        "DaemonSet": kube.apps.read_namespaced_daemon_set,
+    }
+    return {f"{kind} {name}": raw(read[kind], name, namespace)["metadata"]["generation"] for kind, name in WORKLOADS}
+
+
+def rotated_once(kube: Kube, namespace: str) -> dict[str, int]:
+    """The shop on revision 1 (so a previous version exists); the workloads' generations then."""
+    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
+    shop_workloads(kube, namespace)
+    create(kube, namespace, db_rotation(verify=CRASH_VERIFY))
+    wait_rotation(kube, namespace, "db", at_revision(1), "revision 1 Ready")
+    return generations(kube, namespace)
+
+
+def in_phase(phase: str) -> Callable[[Obj], bool]:
+    def check(obj: Obj) -> bool:
+        return (obj.get("status") or {}).get("phase") == phase
+
+    return check
+
+
+def kill_in_phase(kube: Kube, namespace: str, operator: OperatorProcess, phase: str) -> None:
+    """SIGKILL the operator the moment the status reports ``phase``, check the cursor stayed there, restart."""
+    wait_rotation(kube, namespace, "db", in_phase(phase), f"phase {phase}")
+    operator.kill()
+    cursor = (read_rotation(kube, namespace).get("status") or {}).get("phase")
+    assert cursor == phase, f"the operator left {phase} (now {cursor}) before it was killed: the kill proves nothing"
+    operator.start()
+
+
+def assert_rotated_exactly_once(kube: Kube, namespace: str, before: dict[str, int]) -> None:
+    done = wait_rotation(kube, namespace, "db", at_revision(2), "revision 2 Ready", timeout=60)
+    status = done["status"]
+    assert status["currentSecret"] == "db-v2"
+    assert status["retainedSecrets"] == ["db-v1"]
+    assert status["lastHandledRequest"] == "second"
+    assert "pendingDeletion" not in status, status["pendingDeletion"]
+    assert secret_names(kube, namespace) == {"db", "db-v1", "db-v2"}, "retain 1, the base kept, nothing leaked"
+    for kind, name in WORKLOADS:
+        assert template_secrets(kube, namespace, kind, name) == {"db-v2"}, f"{kind} {name} not on db-v2"
+    switches = {
+        workload: generation - before[workload] for workload, generation in generations(kube, namespace).items()
+    }
+    assert switches == dict.fromkeys(before, 1), "each pod template is switched exactly once"
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", ["Staging", "RollingOut", "Verifying", "CollectingGarbage"])
+def test_sigkill_at_every_phase_boundary_still_rotates_exactly_once(
+    kube: Kube, namespace: str, operator: OperatorProcess, phase: str
+) -> None:
+    with InvariantChecker(kube, namespace):
+        before = rotated_once(kube, namespace)
+
+        request_rotation(kube, namespace, "db", "second")
+        kill_in_phase(kube, namespace, operator, phase)
+
+        assert_rotated_exactly_once(kube, namespace, before)
+
+
+def test_sigkill_at_random_points_still_rotates_exactly_once(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    seed = int(os.environ.get("SECRETROTATION_CHAOS_SEED") or random.randrange(2**32))
+    print(f"SECRETROTATION_CHAOS_SEED={seed}")
+    chaos = random.Random(seed)
+    with InvariantChecker(kube, namespace):
+        before = rotated_once(kube, namespace)
+
+        request_rotation(kube, namespace, "db", "second")
+        for _ in range(RANDOM_KILLS):
+            time.sleep(chaos.uniform(0, MAX_KILL_DELAY_SECONDS))
+            print(f"killed in phase {(read_rotation(kube, namespace).get('status') or {}).get('phase')}")
+            operator.kill()
+            operator.start()
+
+        assert_rotated_exactly_once(kube, namespace, before)
+
+
+def test_sigkill_during_rollback_still_rolls_back_exactly_once(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    with InvariantChecker(kube, namespace):
+        before = rotated_once(kube, namespace)
+        faults = f"- secret: db-v2\n  effect: {podsim.Effect.CRASH_LOOP.value}\n"
+        kube.core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": podsim.FAULTS_CONFIGMAP}, "data": {podsim.FAULTS_KEY: faults}}
+        )
+
+        request_rotation(kube, namespace, "db", "second")
+        kill_in_phase(kube, namespace, operator, "RollingBack")
+
+        failed = wait_rotation(
+            kube,
+            namespace,
+            "db",
+            lambda r: stalled_with("VerificationFailed")(r) and "pendingDeletion" not in r["status"],
+            "rolled back and db-v2 collected",
+            timeout=60,
+        )
+        status = failed["status"]
+        assert "CrashLoopBackOff" in condition(failed, "Stalled")["message"]
+        assert status["revision"] == 1
+        assert status["currentSecret"] == "db-v1"
+        for kind, name in WORKLOADS:
+            assert template_secrets(kube, namespace, kind, name) == {"db-v1"}, f"{kind} {name} not back on db-v1"
+        assert secret_names(kube, namespace) == {"db", "db-v1"}, "db-v2 is collected once unreferenced"
+        changes = {
+            workload: generation - before[workload] for workload, generation in generations(kube, namespace).items()
+        }
+        assert changes == dict.fromkeys(before, 2), "each pod template is switched once and reverted once"
