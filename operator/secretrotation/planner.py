@@ -352,6 +352,8 @@ def plan(resource: Resource, observed: Observed) -> Plan:
     phase = Phase(resource.status.get("phase") or Phase.IDLE) if rotation else Phase.IDLE
     try:
         spec = model.parse_spec(resource.spec)
+        if spec.service_account is not None:
+            raise model.InvalidSpec("spec.serviceAccount", "ServiceAccount rotation is not available in this version")
     except model.InvalidSpec as invalid:
         if not rotation:
             return _invalid(builder, invalid)
