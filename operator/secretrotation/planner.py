@@ -297,7 +297,8 @@ def is_quiet(resource: Resource, now: datetime) -> bool:
         spec = model.parse_spec(resource.spec)
     except model.InvalidSpec:
         return True
-    return spec.paused or decide_trigger(spec, resource, now) is None
+    unsupported = spec.service_account is not None
+    return unsupported or spec.paused or decide_trigger(spec, resource, now) is None
 
 
 # -- the step -------------------------------------------------------------------------------
