@@ -14,7 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from integration.test_rotation import (
+from kubetest import Kube, Obj, condition, raw, secret
+from kubetest.invariants import InvariantChecker
+from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
+from kubetest.rotations import (
     WORKLOADS,
     at_revision,
     create,
@@ -26,9 +29,7 @@ from integration.test_rotation import (
     template_secrets,
     wait_rotation,
 )
-from kubetest import Kube, Obj, condition, raw, secret
-from kubetest.invariants import InvariantChecker
-from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
+from secretrotation import references
 from secretrotation.devcluster import podsim
 
 pytestmark = pytest.mark.integration
@@ -71,9 +72,34 @@ def in_phase(phase: str) -> Callable[[Obj], bool]:
     return check
 
 
-def kill_in_phase(kube: Kube, namespace: str, operator: OperatorProcess, phase: str) -> None:
-    """SIGKILL the operator the moment the status reports ``phase``, check the cursor stayed there, restart."""
+def staged_version_exists(kube: Kube, namespace: str) -> None:
+    kube.wait_one(kube.core.list_namespaced_secret, "db-v2", lambda _: True, namespace=namespace, what="staged")
+
+
+def first_workload_switched(kube: Kube, namespace: str) -> None:
+    """Targets are patched in (kind, name) order: the DaemonSet first."""
+    kube.wait_one(
+        kube.apps.list_namespaced_daemon_set,
+        "agent",
+        lambda ds: "db-v2" in references.referenced_secrets(references.pod_spec_of({**ds, "kind": "DaemonSet"})),
+        namespace=namespace,
+        what="switched to db-v2",
+    )
+
+
+Effect = Callable[[Kube, str], None]
+
+
+def kill_in_phase(
+    kube: Kube, namespace: str, operator: OperatorProcess, phase: str, effect: Effect | None = None
+) -> None:
+    """SIGKILL the operator the moment the status reports ``phase`` (and ``effect`` is seen), then restart it.
+
+    The kill only proves something if the cursor was still at ``phase``: that is checked.
+    """
     wait_rotation(kube, namespace, "db", in_phase(phase), f"phase {phase}")
+    if effect is not None:
+        effect(kube, namespace)
     operator.kill()
     cursor = (read_rotation(kube, namespace).get("status") or {}).get("phase")
     assert cursor == phase, f"the operator left {phase} (now {cursor}) before it was killed: the kill proves nothing"
@@ -99,15 +125,33 @@ def assert_rotated_exactly_once(kube: Kube, namespace: str, before: dict[str, in
 # -- tests ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["Staging", "RollingOut", "Verifying", "CollectingGarbage"])
+@pytest.mark.parametrize(
+    ("phase", "effect"),
+    [
+        ("Staging", None),
+        ("Staging", staged_version_exists),  # created, but the cursor has not moved on
+        ("RollingOut", None),
+        ("RollingOut", first_workload_switched),  # some targets switched, the cursor not yet moved on
+        ("Verifying", None),
+        ("CollectingGarbage", None),
+    ],
+    ids=[
+        "Staging",
+        "Staging-db-v2-created",
+        "RollingOut",
+        "RollingOut-first-switched",
+        "Verifying",
+        "CollectingGarbage",
+    ],
+)
 def test_sigkill_at_every_phase_boundary_still_rotates_exactly_once(
-    kube: Kube, namespace: str, operator: OperatorProcess, phase: str
+    kube: Kube, namespace: str, operator: OperatorProcess, phase: str, effect: Effect | None
 ) -> None:
     with InvariantChecker(kube, namespace):
         before = rotated_once(kube, namespace)
 
         request_rotation(kube, namespace, "db", "second")
-        kill_in_phase(kube, namespace, operator, phase)
+        kill_in_phase(kube, namespace, operator, phase, effect)
 
         assert_rotated_exactly_once(kube, namespace, before)
 
