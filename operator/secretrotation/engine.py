@@ -27,7 +27,7 @@ from secretrotation import cluster, guard, metrics, planner
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], planner.Event], None]
-COALESCE_SECONDS = 0.05  # let a burst of watch events become one step
+COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, at most ~3 per second
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 
 

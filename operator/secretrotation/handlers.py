@@ -58,8 +58,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     # One line per watch event would drown the transitions that matter.
     logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
-    # The operator only needs to know *that* a pod or workload changed.
-    settings.watching.client_timeout = 600
     memo.engine = engine.Engine(cluster.Cluster(_api_client()), _post_event)
 
 

@@ -6,14 +6,13 @@ import base64
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, raw, secret
+from kubetest import Kube, condition, container, deployment, eventually, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import (
     WORKLOADS,
     at_revision,
     create,
     db_rotation,
-    list_rotations,
     request_rotation,
     secret_names,
     shop_workloads,
@@ -191,26 +190,27 @@ def test_an_operator_restart_does_not_rotate_or_re_roll(kube: Kube, namespace: s
     shop_workloads(kube, namespace)
     create(kube, namespace, db_rotation())
     settled = wait_rotation(kube, namespace, "db", at_revision(1), "revision 1 Ready")
-    generations = {
-        n: raw(kube.apps.read_namespaced_deployment, n, namespace)["metadata"]["generation"] for n in ["api"]
-    }
+    generations = {(kind, name): generation_of(kube, namespace, kind, name) for kind, name in WORKLOADS}
 
     operator.restart()
     # The restarted operator has looked at the resource once its phase metric exists.
     phase_line = f'secretrotation_phase{{name="db",namespace="{namespace}",phase="Idle"}} 1.0'
-    kube.wait(
-        list_rotations(kube),
-        lambda _: phase_line in operator.metrics(),
-        namespace=namespace,
-        plural=PLURAL,
-        what="the restarted operator to step",
-        timeout=30,
-    )
+    eventually(lambda: phase_line in operator.metrics(), timeout=30, what="the restarted operator to step")
 
     after = raw(kube.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, "db")
     assert after["status"] == settled["status"], "a restart must not change status"
-    assert {n: raw(kube.apps.read_namespaced_deployment, n, namespace)["metadata"]["generation"]
-            for n in ["api"]} == generations, "a restart must not re-roll workloads"  # fmt: skip
+    after_restart = {(kind, name): generation_of(kube, namespace, kind, name) for kind, name in WORKLOADS}
+    assert after_restart == generations, "a restart must not re-roll workloads"
+
+
+def generation_of(kube: Kube, namespace: str, kind: str, name: str) -> int:
+    read = {
+        "Deployment": kube.apps.read_namespaced_deployment,
+        "StatefulSet": kube.apps.read_namespaced_stateful_set,
+        "DaemonSet": kube.apps.read_namespaced_daemon_set,
+    }[kind]
+    generation: int = raw(read, name, namespace)["metadata"]["generation"]
+    return generation
 
 
 def test_no_secret_value_leaks_anywhere(kube: Kube, namespace: str, operator: OperatorProcess) -> None:

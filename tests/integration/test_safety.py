@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, deployment_available, raw, secret
+from kubetest import Kube, condition, container, deployment, deployment_available, eventually, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import (
     FAST_VERIFY,
@@ -125,7 +125,8 @@ def test_collection_is_blocked_by_an_untracked_workload_until_it_goes(
     assert "db-v1" in secret_names(kube, namespace)
     events = raw(kube.core.list_namespaced_event, namespace)["items"]
     assert {"UntrackedReferences", "CollectionBlocked"} <= {e["reason"] for e in events}
-    assert 'secretrotation_gc_blocked_total{name="db",namespace="' + namespace + '"} 1.0' in operator.metrics()
+    blocked_metric = f'secretrotation_gc_blocked_total{{name="db",namespace="{namespace}"}} 1.0'
+    eventually(lambda: blocked_metric in operator.metrics(), timeout=10, what="the blocked-collection metric")
 
     kube.apps.delete_namespaced_deployment("legacy", namespace, propagation_policy="Foreground")
     collected = wait_rotation(

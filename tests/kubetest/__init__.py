@@ -123,6 +123,15 @@ class Kube:
         )
 
 
+def eventually(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Wait for a signal that no Kubernetes watch carries (an operator's metrics endpoint)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
 def summary(obj: Mapping[str, Any]) -> Obj:
     """The parts of an object worth printing when a wait fails."""
     meta = obj.get("metadata", {})
