@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", default="0.0.0.0", help="address for the metrics and liveness servers")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--verbose", action="store_true", help="log every step (never values)")
+    run.add_argument(
+        "--bind-cluster-roles",
+        action="store_true",
+        help="also add new ServiceAccount versions to ClusterRoleBindings that name the account in use",
+    )
     return parser
 
 
@@ -35,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format)
-    from secretrotation import handlers  # noqa: F401 - registers the handlers
+    from secretrotation import handlers
+
+    handlers.OPTIONS.cluster_role_bindings = args.bind_cluster_roles
 
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.bind)

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation import guard, model, names, planner
+from secretrotation import accounts, guard, model, names, planner
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -48,12 +48,16 @@ def safe_api_error(error: ApiException) -> str:
 
 
 class Cluster:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, cluster_role_bindings: bool = False) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.authorization = client.AuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # Carry ClusterRoleBindings to new ServiceAccount versions too (opt-in, off by default).
+        self.cluster_role_bindings = cluster_role_bindings
 
     # -- observing ------------------------------------------------------------------------
 
@@ -74,7 +78,11 @@ class Cluster:
             cron_jobs=self._cron_jobs(namespace),
             service_accounts=_items(self.core.list_namespaced_service_account, namespace),
         )
-        secrets = {name: self.secret_state(namespace, name) for name in planner.secrets_to_fetch(resource)}
+        service_accounts = {name: self.account_state(namespace, name) for name in planner.accounts_to_fetch(resource)}
+        secrets = {
+            name: self.secret_state(namespace, name) for name in planner.secrets_to_fetch(resource, service_accounts)
+        }
+        account_rotation = planner.is_account_rotation(resource)
         from_name = (resource.spec.get("from") or {}).get("secretName")
         from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
         return planner.Observed(
@@ -84,7 +92,46 @@ class Cluster:
             from_secret_keys=from_state.keys if from_state else None,
             mount_failures=self._mount_failures(namespace) if resource.status.get("phase") == "Verifying" else {},
             claims=claims,
+            service_accounts=service_accounts,
+            bindings=self._bindings(namespace) if account_rotation else (),
+            can_bind=account_rotation and self._may_patch_role_bindings(namespace),
         )
+
+    def account_state(self, namespace: str, name: str) -> accounts.AccountState | None:
+        try:
+            account = _raw(self.core.read_namespaced_service_account, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        meta = account["metadata"]
+        return accounts.AccountState(
+            name=name,
+            labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {},
+            secrets=tuple(s["name"] for s in account.get("secrets") or [] if s.get("name")),
+            image_pull_secrets=tuple(s["name"] for s in account.get("imagePullSecrets") or [] if s.get("name")),
+            automount=account.get("automountServiceAccountToken"),
+            resource_version=meta["resourceVersion"],
+        )
+
+    def _bindings(self, namespace: str) -> tuple[dict[str, Any], ...]:
+        found = [{**b, "kind": "RoleBinding"} for b in _items(self.rbac.list_namespaced_role_binding, namespace)]
+        if self.cluster_role_bindings:
+            listing = _raw(self.rbac.list_cluster_role_binding)["items"]
+            found += [{**b, "kind": "ClusterRoleBinding"} for b in listing]
+        return tuple(found)
+
+    def _may_patch_role_bindings(self, namespace: str) -> bool:
+        """Has the namespace opted in (granted the operator patch on its RoleBindings)?"""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": "patch",
+                                            "group": "rbac.authorization.k8s.io", "resource": "rolebindings"}},
+        }  # fmt: skip
+        answer = _raw(self.authorization.create_self_subject_access_review, _untyped(review))
+        return bool(answer.get("status", {}).get("allowed"))
 
     def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
         # batch/v1 from Kubernetes 1.21 on, batch/v1beta1 before (the test cluster is 1.20).
@@ -143,8 +190,52 @@ class Cluster:
             self.patch_workload(namespace, action)
         elif isinstance(action, planner.DeletePod):
             self.delete_pod(namespace, action)
-        else:
+        elif isinstance(action, planner.DeleteSecret):
             self.delete_secret(namespace, action)
+        elif isinstance(action, planner.CreateAccount):
+            manifest = accounts.account_manifest(action.name, rotation, action.revision, action.source)
+            self._create(self.core.create_namespaced_service_account, namespace, manifest)
+        elif isinstance(action, planner.CreateTokenSecret):
+            manifest = accounts.token_secret_manifest(action.account, rotation, action.revision)
+            self._create(self.core.create_namespaced_secret, namespace, manifest)
+        elif isinstance(action, planner.PatchBinding):
+            self.patch_binding(namespace, action)
+        else:
+            self.delete_account(namespace, action)
+
+    def _create(self, create: Callable[..., Any], namespace: str, manifest: dict[str, Any]) -> None:
+        try:
+            create(namespace, _untyped(manifest), _preload_content=False)
+        except ApiException as error:
+            if error.status != 409:  # made by an earlier, interrupted step: the planner checks it
+                name = manifest["metadata"]["name"]
+                raise RuntimeError(f"creating {manifest['kind']} {name}: {safe_api_error(error)}") from None
+
+    def patch_binding(self, namespace: str, action: planner.PatchBinding) -> None:
+        operations = [dict(op) for op in action.operations]
+        try:
+            if action.kind == "ClusterRoleBinding":
+                self.rbac.patch_cluster_role_binding(
+                    action.name, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                )
+            else:
+                self.rbac.patch_namespaced_role_binding(
+                    action.name, namespace, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                )
+        except ApiException as error:
+            if error.status in (409, 422):
+                raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
+            raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
+
+    def delete_account(self, namespace: str, action: planner.DeleteAccount) -> None:
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=action.resource_version))
+        try:
+            self.core.delete_namespaced_service_account(action.name, namespace, body=options, _preload_content=False)
+        except ApiException as error:
+            if error.status == 409:
+                raise StepConflict(f"ServiceAccount {action.name} changed since it was checked; not deleted") from None
+            if error.status != 404:
+                raise RuntimeError(f"deleting ServiceAccount {action.name}: {safe_api_error(error)}") from None
 
     def create_version(self, namespace: str, rotation: str, action: planner.CreateVersion) -> None:
         spec = action.spec

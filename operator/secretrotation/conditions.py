@@ -46,6 +46,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     STAGED_VERSION_CONFLICT = "StagedVersionConflict"
     ROLLBACK_FAILED = "RollbackFailed"
+    BINDING_NOT_PERMITTED = "BindingNotPermitted"
     # GarbageCollected=False
     STILL_REFERENCED = "StillReferenced"
 

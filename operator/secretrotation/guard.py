@@ -53,6 +53,7 @@ class Candidate:
     labels: Mapping[str, str]
     rotation: str  # the SecretRotation asking
     in_use: str | None  # the version the rotation currently uses
+    kind: str = "Secret"
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,15 @@ def created_by_this_rotation(candidate: Candidate, _: NamespaceObjects) -> Verdi
         return Verdict(
             False,
             "NotOwned",
-            f"Secret {candidate.name} does not carry {names.ROTATION_LABEL}={candidate.rotation}; it is left alone",
+            f"{candidate.kind} {candidate.name} does not carry {names.ROTATION_LABEL}={candidate.rotation}; "
+            "it is left alone",
         )
     return None
 
 
 def not_in_use(candidate: Candidate, _: NamespaceObjects) -> Verdict | None:
     if candidate.name == candidate.in_use:
-        return Verdict(False, "InUse", f"Secret {candidate.name} is the version in use")
+        return Verdict(False, "InUse", f"{candidate.kind} {candidate.name} is the version in use")
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -20,6 +21,16 @@ from secretrotation import cluster, engine, names, planner
 
 log = logging.getLogger("secretrotation")
 ANNOTATION_PREFIX = names.GROUP
+
+
+@dataclass
+class Options:
+    """Command-line choices the handlers need."""
+
+    cluster_role_bindings: bool = False
+
+
+OPTIONS = Options()
 
 
 def _post_event(body: Mapping[str, Any], event: planner.Event) -> None:
@@ -58,7 +69,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     # One line per watch event would drown the transitions that matter.
     logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
-    memo.engine = engine.Engine(cluster.Cluster(_api_client()), _post_event)
+    api = cluster.Cluster(_api_client(), cluster_role_bindings=OPTIONS.cluster_role_bindings)
+    memo.engine = engine.Engine(api, _post_event)
 
 
 @kopf.on.cleanup()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from secretrotation import conditions, guard, model, names, references, rollout
+from secretrotation import accounts, conditions, guard, model, names, references, rollout
 from secretrotation.conditions import Condition, Reason
 
 Obj = Mapping[str, Any]
@@ -79,9 +79,15 @@ class Observed:
     from_secret_keys: frozenset[str] | None = None
     mount_failures: Mapping[str, datetime] = field(default_factory=dict)
     claims: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    service_accounts: Mapping[str, accounts.AccountState | None] = field(default_factory=dict)
+    bindings: Sequence[Obj] = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
+    can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
 
     def secret(self, name: str | None) -> SecretState | None:
         return self.secrets.get(name) if name else None
+
+    def account(self, name: str | None) -> accounts.AccountState | None:
+        return self.service_accounts.get(name) if name else None
 
 
 # -- outputs --------------------------------------------------------------------------------
@@ -124,7 +130,40 @@ class DeleteSecret:
     resource_version: str
 
 
-Action = CreateVersion | PatchWorkload | DeletePod | DeleteSecret
+@dataclass(frozen=True)
+class CreateAccount:
+    """Stage a ServiceAccount version, copying from ``source`` (the account in use), if any."""
+
+    name: str
+    revision: int
+    source: accounts.AccountState | None
+
+
+@dataclass(frozen=True)
+class CreateTokenSecret:
+    account: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class PatchBinding:
+    """A JSON patch to a RoleBinding or ClusterRoleBinding, tested against the version judged."""
+
+    kind: str
+    name: str
+    operations: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class DeleteAccount:
+    name: str
+    resource_version: str
+
+
+Action = (
+    CreateVersion | PatchWorkload | DeletePod | DeleteSecret | CreateAccount | CreateTokenSecret | PatchBinding
+    | DeleteAccount
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -159,8 +198,8 @@ def _earliest(*moments: datetime | None) -> datetime | None:
     return min(present) if present else None
 
 
-def secrets_to_fetch(resource: Resource) -> set[str]:
-    """The Secrets a step needs to see, fetched one by one by name (never listed)."""
+def _versions_of_interest(resource: Resource) -> set[str]:
+    """Every version a step may stage, switch, keep or collect, and the base name."""
     status = resource.status
     wanted = set(status.get("retainedSecrets") or [])
     wanted |= {entry["name"] for entry in status.get("pendingDeletion") or [] if "name" in entry}
@@ -168,20 +207,69 @@ def secrets_to_fetch(resource: Resource) -> set[str]:
     for name in (status.get("currentSecret"), rotation.get("secret"), rotation.get("previousSecret")):
         if name:
             wanted.add(name)
-    base = resource.spec.get("secretName")
+    account = resource.spec.get("serviceAccount")
+    base = account.get("name") if isinstance(account, Mapping) else resource.spec.get("secretName")
     if isinstance(base, str) and base:
         wanted.add(base)
     return wanted
 
 
-def template_changes(workload: Obj, old_names: Sequence[str], new: str) -> tuple[Change, ...]:
-    """The exact strings to rewrite so the pod template references ``new`` instead of ``old_names``."""
+def is_account_rotation(resource: Resource) -> bool:
+    return isinstance(resource.spec.get("serviceAccount"), Mapping)
+
+
+def accounts_to_fetch(resource: Resource) -> set[str]:
+    """The ServiceAccounts a step needs to see (none for a Secret rotation)."""
+    return _versions_of_interest(resource) if is_account_rotation(resource) else set()
+
+
+def secrets_to_fetch(resource: Resource, fetched: Mapping[str, accounts.AccountState | None] | None = None) -> set[str]:
+    """The Secrets a step needs to see, fetched one by one by name (never listed).
+
+    For a ServiceAccount rotation: the token Secrets of its versions, the operator's
+    and the ones the token controller made for them.
+    """
+    versions = _versions_of_interest(resource)
+    if not is_account_rotation(resource):
+        return versions
+    wanted = {accounts.token_secret_name(name) for name in versions}
+    for account in (fetched or {}).values():
+        if account is not None:
+            wanted |= set(account.secrets)  # the token controller's, checked for filling and for use
+    return wanted
+
+
+def uses(spec: model.RotationSpec, pod_spec: Obj, name: str) -> bool:
+    """Whether a pod spec consumes credential version ``name`` (a Secret, or a ServiceAccount)."""
+    if spec.service_account is not None:
+        return accounts.uses_account(pod_spec, name)
+    return bool(references.references_to(pod_spec, name))
+
+
+def _referrers(spec: model.RotationSpec, name: str, objects: guard.NamespaceObjects) -> list[guard.Referrer]:
+    if spec.service_account is not None:
+        return accounts.referrers_of(name, objects)
+    return guard.referrers_of(name, objects)
+
+
+def template_changes(
+    workload: Obj, old_names: Sequence[str], new: str, *, service_account: bool = False
+) -> tuple[Change, ...]:
+    """The exact strings to rewrite so the pod template uses ``new`` instead of ``old_names``.
+
+    For a ServiceAccount: ``serviceAccountName`` and references to the account's token Secret.
+    """
     kind = workload["kind"]
     spec_path = references.pod_spec_path(kind)
     pod_spec = references.pod_spec_of(workload)
     rewritten: Obj = pod_spec
     for old in old_names:
-        rewritten, _ = references.rewrite_secret_references(rewritten, old, new)
+        if service_account:
+            rewritten, _ = references.rewrite_service_account(rewritten, old, new)
+            old_token, new_token = accounts.token_secret_name(old), accounts.token_secret_name(new)
+            rewritten, _ = references.rewrite_secret_references(rewritten, old_token, new_token)
+        else:
+            rewritten, _ = references.rewrite_secret_references(rewritten, old, new)
     prefix = "/" + "/".join(spec_path)
     return tuple(_diff(pod_spec, rewritten, prefix))
 
@@ -297,8 +385,7 @@ def is_quiet(resource: Resource, now: datetime) -> bool:
         spec = model.parse_spec(resource.spec)
     except model.InvalidSpec:
         return True
-    unsupported = spec.service_account is not None
-    return unsupported or spec.paused or decide_trigger(spec, resource, now) is None
+    return spec.paused or decide_trigger(spec, resource, now) is None
 
 
 # -- the step -------------------------------------------------------------------------------
@@ -353,8 +440,6 @@ def plan(resource: Resource, observed: Observed) -> Plan:
     phase = Phase(resource.status.get("phase") or Phase.IDLE) if rotation else Phase.IDLE
     try:
         spec = model.parse_spec(resource.spec)
-        if spec.service_account is not None:
-            raise model.InvalidSpec("spec.serviceAccount", "ServiceAccount rotation is not available in this version")
     except model.InvalidSpec as invalid:
         if not rotation:
             return _invalid(builder, invalid)
@@ -451,8 +536,8 @@ def _idle(builder: _Builder, spec: model.RotationSpec) -> Plan:
     revision = int(builder.status.get("revision") or 0) + 1
     base = spec.base_name
     previous = builder.status.get("currentSecret")
-    if not previous and builder.observed.secret(base) is not None:
-        previous = base  # adopt the existing, unversioned Secret
+    if not previous and _exists(builder, spec, base):
+        previous = base  # adopt the existing, unversioned Secret or ServiceAccount
     rotation: dict[str, Any] = {
         "revision": revision,
         "secret": names.version_name(base, revision),
@@ -474,6 +559,12 @@ def _idle(builder: _Builder, spec: model.RotationSpec) -> Plan:
     return builder.done(requeue=True)
 
 
+def _exists(builder: _Builder, spec: model.RotationSpec, name: str) -> bool:
+    if spec.service_account is not None:
+        return builder.observed.account(name) is not None
+    return builder.observed.secret(name) is not None
+
+
 def _in_flight(builder: _Builder, reason: Reason, message: str) -> None:
     current = builder.status.get("currentSecret") or "no version yet"
     builder.conditions(
@@ -485,20 +576,11 @@ def _in_flight(builder: _Builder, reason: Reason, message: str) -> None:
 def _staging(builder: _Builder, spec: model.RotationSpec) -> Plan:
     rotation = dict(builder.status["rotation"])
     staged_name: str = rotation["secret"]
-    staged = builder.observed.secret(staged_name)
-    if staged is None:
-        if spec.from_secret is not None and not builder.observed.from_secret_keys:
-            problem = "is missing" if builder.observed.from_secret_keys is None else "holds no data"
-            return _abort(
-                builder, spec, Reason.INVALID_SPEC, f"spec.from.secretName: Secret {spec.from_secret} {problem}"
-            )
-        builder.actions.append(CreateVersion(staged_name, rotation["revision"], spec))
-        _in_flight(builder, Reason.STAGING, f"staging {staged_name}")
-        return builder.done(requeue=True)
-    conflict = _staged_conflict(builder, spec, staged, rotation["revision"])
-    if conflict:
-        return _abort(builder, spec, Reason.STAGED_VERSION_CONFLICT, conflict, delete_staged=False)
-
+    stage = _stage_account if spec.service_account is not None else _stage_secret
+    unfinished = stage(builder, spec, rotation)
+    if unfinished is not None:
+        return unfinished
+    rotation = dict(builder.status["rotation"])
     targets, problems = _resolve_targets(builder, spec, rotation)
     holder = next(
         (
@@ -529,6 +611,107 @@ def _staging(builder: _Builder, spec: model.RotationSpec) -> Plan:
     rotation["deadline"] = timestamp(builder.now + spec.verify.timeout)
     _in_flight(builder, Reason.ROLLING_OUT, f"switching {len(targets)} workloads to {staged_name}")
     return builder.done(requeue=True)
+
+
+def _stage_secret(builder: _Builder, spec: model.RotationSpec, rotation: Obj) -> Plan | None:
+    """Create the new Secret version (or adopt ours from an interrupted attempt); None once it is there."""
+    staged_name: str = rotation["secret"]
+    staged = builder.observed.secret(staged_name)
+    if staged is None:
+        if spec.from_secret is not None and not builder.observed.from_secret_keys:
+            problem = "is missing" if builder.observed.from_secret_keys is None else "holds no data"
+            return _abort(
+                builder, spec, Reason.INVALID_SPEC, f"spec.from.secretName: Secret {spec.from_secret} {problem}"
+            )
+        builder.actions.append(CreateVersion(staged_name, rotation["revision"], spec))
+        _in_flight(builder, Reason.STAGING, f"staging {staged_name}")
+        return builder.done(requeue=True)
+    conflict = _staged_conflict(builder, spec, staged, rotation["revision"])
+    if conflict:
+        return _abort(builder, spec, Reason.STAGED_VERSION_CONFLICT, conflict, delete_staged=False)
+    return None
+
+
+TOKEN_WAIT = timedelta(seconds=1)
+
+
+def _stage_account(builder: _Builder, spec: model.RotationSpec, rotation: Obj) -> Plan | None:
+    """Create the new ServiceAccount version, its tokens and its bindings; None once all are in place.
+
+    The new account joins exactly the bindings of the account in use: it is never
+    granted anything the old one did not have.
+    """
+    assert spec.service_account is not None
+    observed, namespace = builder.observed, builder.resource.namespace
+    staged_name: str = rotation["secret"]
+    revision = int(rotation["revision"])
+    previous = observed.account(rotation.get("previousSecret"))
+    carry = accounts.bindings_of(previous.name, namespace, observed.bindings) if previous else []
+    staged = observed.account(staged_name)
+    if staged is None:
+        if carry and not observed.can_bind:
+            listed = ", ".join(f"{b['kind']}/{b['metadata']['name']}" for b in carry)
+            message = (
+                f"namespace {namespace} has not opted in to ServiceAccount rotation: the account in use is bound by "
+                f"{listed}, and the operator may not add subjects there (see deploy/rbac-serviceaccounts.yaml)"
+            )
+            return _abort(builder, spec, Reason.BINDING_NOT_PERMITTED, message, delete_staged=False)
+        builder.actions.append(CreateAccount(staged_name, revision, previous))
+        _in_flight(builder, Reason.STAGING, f"staging ServiceAccount {staged_name}")
+        return builder.done(requeue=True)
+    if any(staged.labels.get(k) != v for k, v in names.version_labels(builder.resource.name, revision).items()):
+        message = f"ServiceAccount {staged_name} exists but was not staged by this rotation; rename or remove it"
+        return _abort(builder, spec, Reason.STAGED_VERSION_CONFLICT, message, delete_staged=False)
+    waiting = _tokens_pending(builder, spec, staged, previous, revision)
+    if waiting is not None:
+        _in_flight(builder, Reason.STAGING, waiting)
+        return builder.done(requeue=bool(builder.actions), wake_at=builder.now + TOKEN_WAIT)
+    missing = [
+        b for b in carry if not any(accounts.is_subject(s, staged_name, namespace) for s in b.get("subjects") or [])
+    ]
+    for binding in missing:
+        operations = tuple(accounts.add_subject_patch(binding, staged_name, namespace))
+        builder.actions.append(PatchBinding(binding["kind"], binding["metadata"]["name"], operations))
+    builder.status["rotation"] = {
+        **rotation,
+        "bindings": [{"kind": b["kind"], "name": b["metadata"]["name"]} for b in carry],
+    }
+    if missing:
+        _in_flight(builder, Reason.STAGING, f"adding {staged_name} to {len(missing)} bindings")
+        return builder.done(requeue=True)
+    return None
+
+
+def _tokens_pending(
+    builder: _Builder,
+    spec: model.RotationSpec,
+    staged: accounts.AccountState,
+    previous: accounts.AccountState | None,
+    revision: int,
+) -> str | None:
+    """What the new account still waits for before pods may use it, or None.
+
+    Clusters before 1.24 give every account a token Secret, and the ServiceAccount
+    admission plugin refuses pods until it exists: switching earlier would fail the
+    rollout for a reason that has nothing to do with the rotation.
+    """
+    assert spec.service_account is not None
+    if spec.service_account.token_secret:
+        token = builder.observed.secret(accounts.token_secret_name(staged.name))
+        if token is None:
+            builder.actions.append(CreateTokenSecret(staged.name, revision))
+            return f"creating the token Secret of {staged.name}"
+        if "token" not in token.keys:
+            return f"waiting for the token controller to fill {token.name}"
+    if previous is not None and previous.secrets:
+        filled = [
+            n
+            for n in staged.secrets
+            if (builder.observed.secret(n) or SecretState(n, {}, frozenset(), False, "", "")).keys
+        ]
+        if not filled:
+            return f"waiting for the token controller to give {staged.name} its token"
+    return None
 
 
 def _staged_conflict(builder: _Builder, spec: model.RotationSpec, staged: SecretState, revision: int) -> str | None:
@@ -568,11 +751,11 @@ def _resolve_targets(
             builder.event("TargetsMatchNothing", "spec.targets match no workload in the namespace", warning=True)
     else:
         selected = candidates
-    _report_untracked(builder, old_names, [w for w in candidates if w not in selected])
+    _report_untracked(builder, spec, old_names, [w for w in candidates if w not in selected])
     for workload in sorted(selected, key=lambda w: (w["kind"], w["metadata"]["name"])):
         kind, name = workload["kind"], workload["metadata"]["name"]
         pod_spec = references.pod_spec_of(workload)
-        consumed = [old for old in old_names if references.references_to(pod_spec, old)]
+        consumed = [old for old in old_names if uses(spec, pod_spec, old)]
         if not consumed:
             if spec.targets is not None:
                 builder.event("TargetNotConsuming", f"{_label(kind, name)} does not reference {spec.base_name}")
@@ -582,7 +765,7 @@ def _resolve_targets(
                 (Reason.TARGET_PAUSED, f"{_label(kind, name)} is paused and would not roll; nothing was switched")
             )
             continue
-        for old in consumed:
+        for old in consumed if spec.service_account is None else ():
             for missing in references.missing_keys(pod_spec, old, staged_keys):
                 problems.append(
                     (
@@ -591,7 +774,7 @@ def _resolve_targets(
                         f"which {staged_name} does not hold; nothing was switched",
                     )
                 )
-        changes = template_changes(workload, consumed, staged_name)
+        changes = template_changes(workload, consumed, staged_name, service_account=spec.service_account is not None)
         targets.append(
             {
                 "kind": kind,
@@ -603,7 +786,9 @@ def _resolve_targets(
     return targets, problems
 
 
-def _report_untracked(builder: _Builder, old_names: Sequence[str], unselected: Sequence[Obj]) -> None:
+def _report_untracked(
+    builder: _Builder, spec: model.RotationSpec, old_names: Sequence[str], unselected: Sequence[Obj]
+) -> None:
     """Consumers of the version in use that this rotation will not switch: latent references.
 
     They keep that version from being collected, and would break at their next deploy if
@@ -619,7 +804,7 @@ def _report_untracked(builder: _Builder, old_names: Sequence[str], unselected: S
     untracked = [
         {"kind": w["kind"], "name": w["metadata"]["name"]}
         for w in others
-        if any(references.references_to(references.pod_spec_of(w), old) for old in old_names)
+        if any(uses(spec, references.pod_spec_of(w), old) for old in old_names)
     ]
     if not untracked:
         builder.status.pop("untrackedReferences", None)
@@ -677,9 +862,9 @@ class TargetHealth:
 
 
 def target_health(
-    workload: Obj, new_secret: str, observed: Observed, stable_for: timedelta, *, old_names: Sequence[str] = ()
+    workload: Obj, spec: model.RotationSpec, new: str, observed: Observed, stable_for: timedelta
 ) -> TargetHealth:
-    """Is this switched workload rolled out on ``new_secret`` with every new pod Ready and stable?"""
+    """Is this switched workload rolled out on version ``new`` with every new pod Ready and stable?"""
     kind, name = workload["kind"], workload["metadata"]["name"]
     label = _label(kind, name)
     status = rollout.rollout_status(workload)
@@ -691,7 +876,7 @@ def target_health(
     pods = [
         p
         for p in _pods_of(workload, observed.objects.pods)
-        if new_secret in references.referenced_secrets(references.pod_spec_of({**p, "kind": "Pod"}))
+        if uses(spec, references.pod_spec_of({**p, "kind": "Pod"}), new)
     ]
     wake_at = None
     waiting: list[str] = []
@@ -768,7 +953,7 @@ def _verifying(builder: _Builder, spec: model.RotationSpec) -> Plan:
                 Reason.VERIFICATION_FAILED,
                 f"{_label(target['kind'], target['name'])} disappeared during verification",
             )
-        health = target_health(workload, new, builder.observed, spec.verify.stable_for)
+        health = target_health(workload, spec, new, builder.observed, spec.verify.stable_for)
         if health.failed:
             return _fail(builder, spec, Reason.VERIFICATION_FAILED, health.message)
         state = "Verified" if health.done else "Verifying"
@@ -832,15 +1017,12 @@ def _collect(builder: _Builder, spec: model.RotationSpec, *, finish: bool) -> Pl
     drop += [e["name"] for e in status.get("pendingDeletion") or [] if e["name"] not in drop and e["name"] != current]
     blocked: list[dict[str, str]] = []
     for name in drop:
-        secret = builder.observed.secret(name)
-        if secret is None:
+        verdict, removal = _removal(builder, spec, name, current)
+        if verdict is None:
             continue  # already gone
-        verdict = guard.judge(
-            guard.Candidate(name, secret.labels, builder.resource.name, current), builder.observed.objects
-        )
         if verdict.deletable:
-            builder.actions.append(DeleteSecret(name, secret.resource_version))
-            builder.event("GarbageCollected", f"deleted {name}")
+            builder.actions.extend(removal)
+            builder.event("GarbageCollected", f"deleted {spec.credential_kind} {name}")
         elif verdict.reason == "NotOwned":
             builder.event("NotCollected", verdict.message, warning=True)
         else:
@@ -863,11 +1045,54 @@ def _collect(builder: _Builder, spec: model.RotationSpec, *, finish: bool) -> Pl
     return builder.done(wake_at=_earliest(parse_time(status.get("nextRotationTime")), recheck))
 
 
+def _removal(
+    builder: _Builder, spec: model.RotationSpec, name: str, in_use: str | None
+) -> tuple[guard.Verdict | None, list[Action]]:
+    """The guard's verdict on deleting version ``name``, and the actions that delete it.
+
+    A ServiceAccount goes in order: out of every binding, then its token Secret,
+    then the account. The verdict is None when the version is already gone.
+    """
+    observed, rotation_name = builder.observed, builder.resource.name
+    if spec.service_account is None:
+        secret = observed.secret(name)
+        if secret is None:
+            return None, []
+        candidate = guard.Candidate(name, secret.labels, rotation_name, in_use)
+        return guard.judge(candidate, observed.objects), [DeleteSecret(name, secret.resource_version)]
+    account = observed.account(name)
+    token = observed.secret(accounts.token_secret_name(name))
+    own_token = token if token is not None and token.labels.get(names.ROTATION_LABEL) == rotation_name else None
+    if account is None:
+        # Interrupted after the account went: finish with its token.
+        return (
+            (guard.Verdict(True, "Unreferenced", name), [DeleteSecret(own_token.name, own_token.resource_version)])
+            if own_token
+            else (None, [])
+        )
+    candidate = guard.Candidate(name, account.labels, rotation_name, in_use, kind="ServiceAccount")
+    verdict = guard.judge(candidate, observed.objects, accounts.CHAIN)
+    switched = parse_time(builder.status.get("lastRotationTime"))
+    tokens = [t for t in (own_token, *(observed.secret(n) for n in account.secrets)) if t is not None]
+    if verdict.deletable and switched and any(accounts.token_used_since(t.labels, switched) for t in tokens):
+        message = f"the token of ServiceAccount {name} was used after the switch, by a consumer outside the cluster"
+        verdict = guard.Verdict(False, "TokenInUse", message)
+    namespace = builder.resource.namespace
+    actions: list[Action] = [
+        PatchBinding(b["kind"], b["metadata"]["name"], tuple(accounts.remove_subject_patch(b, name, namespace)))
+        for b in accounts.bindings_of(name, namespace, observed.bindings)
+    ]
+    if own_token:
+        actions.append(DeleteSecret(own_token.name, own_token.resource_version))
+    actions.append(DeleteAccount(name, account.resource_version))
+    return verdict, actions
+
+
 def _check_adopted(builder: _Builder, spec: model.RotationSpec) -> None:
     adopted = builder.status.get("adoptedSecret")
     if not adopted or not adopted.get("referenced"):
         return
-    if guard.referrers_of(adopted["name"], builder.observed.objects):
+    if _referrers(spec, adopted["name"], builder.observed.objects):
         return
     builder.status["adoptedSecret"] = {"name": adopted["name"], "referenced": False}
     builder.event(
@@ -892,19 +1117,14 @@ def _abort(
     """Stop a rotation that switched nothing: drop the staged version (past the guard) and report."""
     rotation = builder.status["rotation"]
     if delete_staged:
-        staged = builder.observed.secret(rotation["secret"])
-        if staged is not None:
-            verdict = guard.judge(
-                guard.Candidate(staged.name, staged.labels, builder.resource.name, builder.status.get("currentSecret")),
-                builder.observed.objects,
-            )
-            if verdict.deletable:
-                builder.actions.append(DeleteSecret(staged.name, staged.resource_version))
-            elif verdict.reason != "NotOwned":
-                pending = list(builder.status.get("pendingDeletion") or [])
-                pending.append({"name": staged.name, "reason": verdict.reason, "message": verdict.message})
-                builder.status["pendingDeletion"] = pending
-                builder.event("CollectionBlocked", verdict.message, warning=True)
+        verdict, removal = _removal(builder, spec, rotation["secret"], builder.status.get("currentSecret"))
+        if verdict is not None and verdict.deletable:
+            builder.actions.extend(removal)
+        elif verdict is not None and verdict.reason != "NotOwned":
+            pending = list(builder.status.get("pendingDeletion") or [])
+            pending.append({"name": rotation["secret"], "reason": verdict.reason, "message": verdict.message})
+            builder.status["pendingDeletion"] = pending
+            builder.event("CollectionBlocked", verdict.message, warning=True)
     return _finish_failed(builder, spec, reason, message, announce=announce)
 
 
@@ -924,7 +1144,6 @@ def _rolling_back(builder: _Builder, spec: model.RotationSpec) -> Plan:
     rotation = builder.status["rotation"]
     failure = rotation.get("failure") or {"reason": Reason.VERIFICATION_FAILED, "message": "rollback"}
     started = parse_time(rotation.get("rollbackStartedAt")) or builder.now
-    previous_names = [c["from"] for t in rotation["targets"] for c in t.get("changes") or []]
     pending: list[str] = []
     for target in rotation["targets"]:
         if not target.get("switched"):
@@ -942,7 +1161,7 @@ def _rolling_back(builder: _Builder, spec: model.RotationSpec) -> Plan:
             continue
         if not all(v == c.old for v, c in zip(values, changes, strict=True)):
             return _rollback_stalled(builder, spec, f"{label} was changed by someone else; cannot revert it safely")
-        pending += _rollback_progress(builder, workload, rotation["secret"], previous_names)
+        pending += _rollback_progress(builder, spec, workload, rotation["secret"])
     if pending:
         if builder.now - started >= spec.verify.timeout:
             return _rollback_stalled(
@@ -956,14 +1175,14 @@ def _rolling_back(builder: _Builder, spec: model.RotationSpec) -> Plan:
     return _abort(builder, spec, Reason(failure["reason"]), str(failure["message"]), announce=False)
 
 
-def _rollback_progress(builder: _Builder, workload: Obj, failed: str, previous: Sequence[str]) -> list[str]:
+def _rollback_progress(builder: _Builder, spec: model.RotationSpec, workload: Obj, failed: str) -> list[str]:
     """What a reverted workload still waits for; deletes StatefulSet pods stuck on the failed revision."""
     label = _label(workload["kind"], workload["metadata"]["name"])
     pods = _pods_of(workload, builder.observed.objects.pods)
     stuck = [
         p
         for p in pods
-        if failed in references.referenced_secrets(references.pod_spec_of({**p, "kind": "Pod"}))
+        if uses(spec, references.pod_spec_of({**p, "kind": "Pod"}), failed)
         and not p["metadata"].get("deletionTimestamp")
     ]
     if workload["kind"] == "StatefulSet":

@@ -40,6 +40,11 @@ REJECTED_BY_THE_API_SERVER = [
         id="token-type-mints-credentials",
     ),
     pytest.param({"secretName": "db", "generate": GEN, "retain": 11}, "retain", id="retain-above-10"),
+    pytest.param({"serviceAccount": {"name": "deployer"}, "secretName": "db"}, "spec", id="account-and-secret"),
+    pytest.param({"serviceAccount": {"name": "deployer"}, "generate": GEN}, "spec", id="account-with-generate"),
+    pytest.param({"serviceAccount": {"name": "deployer"}, "type": "Opaque"}, "spec", id="account-with-type"),
+    pytest.param({"serviceAccount": {"name": "Deployer"}}, "serviceAccount.name", id="account-name-not-dns-1123"),
+    pytest.param({"serviceAccount": {"name": "d" * 242}}, "serviceAccount.name", id="account-name-too-long"),
     pytest.param({"secretName": "db", "generate": GEN, "rotateEvery": "30d"}, "rotateEvery", id="duration-units"),
     pytest.param(
         {"secretName": "db", "generate": GEN, "targets": [{"kind": "Job", "name": "x"}]}, "kind", id="target-kind-enum"
@@ -77,6 +82,11 @@ REPORTED_BY_THE_OPERATOR = [
     pytest.param({"secretName": "db", "from": {"secretName": "absent"}}, "spec.from.secretName", id="from-missing"),
     pytest.param({"secretName": "db", "from": {"secretName": "empty"}}, "spec.from.secretName", id="from-empty"),
     pytest.param({"secretName": "db", "from": {"secretName": "db"}}, "spec.from.secretName", id="from-itself"),
+    pytest.param(
+        {"serviceAccount": {"name": "deployer"}, "rotateEvery": "30s"},
+        "spec.rotateEvery",
+        id="account-rotate-every-under-1m",
+    ),
 ]
 
 

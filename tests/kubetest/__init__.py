@@ -35,6 +35,7 @@ class Kube:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.extensions = client.ApiextensionsV1Api(api)
+        self.authorization = client.AuthorizationV1Api(api)
 
     def wait(
         self,

@@ -202,7 +202,8 @@ class InvariantChecker:
             self._secret_deleted(name, version=version)
             return
         self._secrets.add(name)
-        if version:
+        # A ServiceAccount token Secret is filled in once by the token controller: that is not a change.
+        if version and secret.get("type") != "kubernetes.io/service-account-token":
             first = self._versions.setdefault(meta["uid"], _digest(secret))
             if first != _digest(secret):
                 self._violation(f"a version is never modified: Secret {name} changed its data or immutable")
