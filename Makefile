@@ -36,8 +36,8 @@ bench: venv provision
 	$(PY) -m pytest tests/bench -s
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff format --check operator tests e2e
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

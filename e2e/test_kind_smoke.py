@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kubetest import Kube, container, deployment, deployment_available, secret
 
 pytestmark = pytest.mark.integration

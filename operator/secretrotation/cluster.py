@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from secretrotation import accounts, guard, model, names, planner
+from secretrotation.kubejson import raw, untyped
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -27,19 +28,8 @@ class StepConflict(RuntimeError):
     """The world changed between observing and acting; the next step re-plans."""
 
 
-def _raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call the API and decode the JSON answer, not a generated model."""
-    response = call(*args, _preload_content=False, **kwargs)
-    return json.loads(response.data)
-
-
 def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
-    return tuple(_raw(call, namespace, **kwargs)["items"])
-
-
-def _untyped(body: Any) -> Any:
-    """The generated client types bodies as models; it accepts the equivalent JSON."""
-    return body
+    return tuple(raw(call, namespace, **kwargs)["items"])
 
 
 def safe_api_error(error: ApiException) -> str:
@@ -99,7 +89,7 @@ class Cluster:
 
     def account_state(self, namespace: str, name: str) -> accounts.AccountState | None:
         try:
-            account = _raw(self.core.read_namespaced_service_account, name, namespace)
+            account = raw(self.core.read_namespaced_service_account, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -118,7 +108,7 @@ class Cluster:
     def _bindings(self, namespace: str) -> tuple[dict[str, Any], ...]:
         found = [{**b, "kind": "RoleBinding"} for b in _items(self.rbac.list_namespaced_role_binding, namespace)]
         if self.cluster_role_bindings:
-            listing = _raw(self.rbac.list_cluster_role_binding)["items"]
+            listing = raw(self.rbac.list_cluster_role_binding)["items"]
             found += [{**b, "kind": "ClusterRoleBinding"} for b in listing]
         return tuple(found)
 
@@ -130,7 +120,7 @@ class Cluster:
             "spec": {"resourceAttributes": {"namespace": namespace, "verb": "patch",
                                             "group": "rbac.authorization.k8s.io", "resource": "rolebindings"}},
         }  # fmt: skip
-        answer = _raw(self.authorization.create_self_subject_access_review, _untyped(review))
+        answer = raw(self.authorization.create_self_subject_access_review, untyped(review))
         return bool(answer.get("status", {}).get("allowed"))
 
     def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
@@ -155,7 +145,7 @@ class Cluster:
     def secret_state(self, namespace: str, name: str) -> planner.SecretState | None:
         """What the operator keeps of a Secret: names and metadata, never values."""
         try:
-            secret = _raw(self.core.read_namespaced_secret, name, namespace)
+            secret = raw(self.core.read_namespaced_secret, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -205,7 +195,7 @@ class Cluster:
 
     def _create(self, create: Callable[..., Any], namespace: str, manifest: dict[str, Any]) -> None:
         try:
-            create(namespace, _untyped(manifest), _preload_content=False)
+            create(namespace, untyped(manifest), _preload_content=False)
         except ApiException as error:
             if error.status != 409:  # made by an earlier, interrupted step: the planner checks it
                 name = manifest["metadata"]["name"]
@@ -216,31 +206,21 @@ class Cluster:
         try:
             if action.kind == "ClusterRoleBinding":
                 self.rbac.patch_cluster_role_binding(
-                    action.name, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                    action.name, untyped(operations), _content_type=JSON_PATCH, _preload_content=False
                 )
             else:
                 self.rbac.patch_namespaced_role_binding(
-                    action.name, namespace, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                    action.name, namespace, untyped(operations), _content_type=JSON_PATCH, _preload_content=False
                 )
         except ApiException as error:
             if error.status in (409, 422):
                 raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
             raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
 
-    def delete_account(self, namespace: str, action: planner.DeleteAccount) -> None:
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=action.resource_version))
-        try:
-            self.core.delete_namespaced_service_account(action.name, namespace, body=options, _preload_content=False)
-        except ApiException as error:
-            if error.status == 409:
-                raise StepConflict(f"ServiceAccount {action.name} changed since it was checked; not deleted") from None
-            if error.status != 404:
-                raise RuntimeError(f"deleting ServiceAccount {action.name}: {safe_api_error(error)}") from None
-
     def create_version(self, namespace: str, rotation: str, action: planner.CreateVersion) -> None:
         spec = action.spec
         if spec.from_secret is not None:
-            source = _raw(self.core.read_namespaced_secret, spec.from_secret, namespace)
+            source = raw(self.core.read_namespaced_secret, spec.from_secret, namespace)
             data = dict(source.get("data") or {})  # already base64, copied as is
             body: dict[str, Any] = {"data": data}
         else:
@@ -259,7 +239,7 @@ class Cluster:
             }
         )
         try:
-            self.core.create_namespaced_secret(namespace, _untyped(body), _preload_content=False)
+            self.core.create_namespaced_secret(namespace, untyped(body), _preload_content=False)
         except ApiException as error:
             if error.status != 409:  # already staged by an earlier attempt: the planner checks it
                 raise RuntimeError(f"creating Secret {action.name}: {safe_api_error(error)}") from None
@@ -275,30 +255,39 @@ class Cluster:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[action.kind]
         try:
-            patch(action.name, namespace, _untyped(operations), _content_type=JSON_PATCH, _preload_content=False)
+            patch(action.name, namespace, untyped(operations), _content_type=JSON_PATCH, _preload_content=False)
         except ApiException as error:
             if error.status in (409, 422):
                 raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
             raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
 
     def delete_pod(self, namespace: str, action: planner.DeletePod) -> None:
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=action.uid))
-        try:
-            self.core.delete_namespaced_pod(action.name, namespace, body=options, _preload_content=False)
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise RuntimeError(f"deleting Pod {action.name}: {safe_api_error(error)}") from None
+        self._delete(
+            self.core.delete_namespaced_pod, "Pod", action.name, namespace, client.V1Preconditions(uid=action.uid)
+        )
 
     def delete_secret(self, namespace: str, action: planner.DeleteSecret) -> None:
-        """Delete only the exact object the guard judged: a resourceVersion precondition."""
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=action.resource_version))
+        precondition = client.V1Preconditions(resource_version=action.resource_version)
+        self._delete(self.core.delete_namespaced_secret, "Secret", action.name, namespace, precondition)
+
+    def delete_account(self, namespace: str, action: planner.DeleteAccount) -> None:
+        precondition = client.V1Preconditions(resource_version=action.resource_version)
+        self._delete(
+            self.core.delete_namespaced_service_account, "ServiceAccount", action.name, namespace, precondition
+        )
+
+    @staticmethod
+    def _delete(
+        delete: Callable[..., Any], kind: str, name: str, namespace: str, precondition: client.V1Preconditions
+    ) -> None:
+        """Delete only the exact object that was judged (a uid or resourceVersion precondition); gone is done."""
         try:
-            self.core.delete_namespaced_secret(action.name, namespace, body=options, _preload_content=False)
+            delete(name, namespace, body=client.V1DeleteOptions(preconditions=precondition), _preload_content=False)
         except ApiException as error:
             if error.status == 409:
-                raise StepConflict(f"Secret {action.name} changed since it was checked; not deleted") from None
+                raise StepConflict(f"{kind} {name} changed since it was checked; not deleted") from None
             if error.status != 404:
-                raise RuntimeError(f"deleting Secret {action.name}: {safe_api_error(error)}") from None
+                raise RuntimeError(f"deleting {kind} {name}: {safe_api_error(error)}") from None
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Replace the whole status (not merge): fields the step dropped must go."""
@@ -309,7 +298,7 @@ class Cluster:
                 namespace,
                 names.PLURAL,
                 name,
-                _untyped([{"op": "add", "path": "/status", "value": status}]),
+                untyped([{"op": "add", "path": "/status", "value": status}]),
                 _content_type=JSON_PATCH,
                 _preload_content=False,
             )

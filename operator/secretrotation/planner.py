@@ -1097,7 +1097,7 @@ def _check_adopted(builder: _Builder, spec: model.RotationSpec) -> None:
     builder.status["adoptedSecret"] = {"name": adopted["name"], "referenced": False}
     builder.event(
         "AdoptedSecretUnreferenced",
-        f"Secret {adopted['name']} (adopted, not created by this rotation) is no longer referenced; "
+        f"{spec.credential_kind} {adopted['name']} (adopted, not created by this rotation) is no longer referenced; "
         "it is left in place for you to remove",
     )
 

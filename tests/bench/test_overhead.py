@@ -119,3 +119,16 @@ def test_operator_overhead_per_rotation(kube: Kube, namespace: str, operator: Op
     mean_cpu = sum(s[2] for s in samples) / len(samples)
     mean_total = sum(s[1] for s in samples) / len(samples)
     print(f"mean operator CPU {mean_cpu:.2f}s per rotation of {mean_total:.1f}s ({100 * mean_cpu / mean_total:.0f}%)")
+
+
+def test_the_simulated_kubelet_keeps_up_with_hundreds_of_pods(kube: Kube, namespace: str) -> None:
+    """Time for a 300-replica Deployment to become Available on the local control plane."""
+    started = time.monotonic()
+    kube.apps.create_namespaced_deployment(namespace, deployment("crowd", {"containers": [container()]}, replicas=300))
+
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment, "crowd",
+        lambda d: (d.get("status") or {}).get("availableReplicas") == 300, namespace=namespace, timeout=300,
+    )  # fmt: skip
+
+    print(f"\n300 pods scheduled, started and Ready in {time.monotonic() - started:.1f}s")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from kubetest import Kube, condition, container, deployment, deployment_available, eventually, raw, secret
@@ -12,6 +9,7 @@ from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import (
     FAST_VERIFY,
     at_revision,
+    collection_blocked_at,
     create,
     db_rotation,
     request_rotation,
@@ -43,14 +41,6 @@ def _patch_spec(kube: Kube, namespace: str, name: str, spec: dict[str, object]) 
 def _rotation(kube: Kube, namespace: str, name: str) -> dict[str, object]:
     result: dict[str, object] = raw(kube.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
     return result
-
-
-def collection_blocked_at(revision: int) -> Callable[[dict[str, Any]], bool]:
-    def check(obj: dict[str, Any]) -> bool:
-        blocked = (condition(obj, "GarbageCollected") or {}).get("status") == "False"
-        return bool((obj.get("status") or {}).get("revision") == revision and blocked)
-
-    return check
 
 
 def test_a_stuck_ordered_ready_statefulset_pod_is_replaced_during_rollback(

@@ -16,7 +16,7 @@ import yaml
 from kubetest import Kube, condition, container, deployment, raw
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import OperatorProcess, apply_cluster_role, rotation
-from kubetest.rotations import at_revision, create, request_rotation, stalled_with, wait_rotation
+from kubetest.rotations import at_revision, collection_blocked_at, create, request_rotation, stalled_with, wait_rotation
 from secretrotation.devcluster import podsim
 
 pytestmark = pytest.mark.integration
@@ -160,12 +160,7 @@ def test_collection_waits_for_a_lone_pod_running_as_the_old_account(
     })  # fmt: skip
 
     request_rotation(kube, namespace, "deployer", "2")
-    blocked = wait_rotation(
-        kube, namespace, "deployer",
-        lambda r: (r.get("status") or {}).get("revision") == 2
-        and (condition(r, "GarbageCollected") or {}).get("status") == "False",
-        "collection of deployer-v1 blocked",
-    )  # fmt: skip
+    blocked = wait_rotation(kube, namespace, "deployer", collection_blocked_at(2), "collection of deployer-v1 blocked")
     assert "Pod/debug-shell" in condition(blocked, "GarbageCollected")["message"]
     assert "deployer-v1" in accounts(kube, namespace)
 

@@ -16,14 +16,10 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from secretrotation.kubejson import raw
+
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
-
-
-def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call the API and return decoded JSON instead of a generated model."""
-    response = call(*args, _preload_content=False, **kwargs)
-    return json.loads(response.data)
 
 
 class Kube:
@@ -36,6 +32,10 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
         self.extensions = client.ApiextensionsV1Api(api)
         self.authorization = client.AuthorizationV1Api(api)
+
+    def server_minor_version(self) -> int:
+        info = raw(client.VersionApi(self.api).get_code)
+        return int("".join(ch for ch in info["minor"] if ch.isdigit()))
 
     def wait(
         self,

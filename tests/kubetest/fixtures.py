@@ -19,7 +19,7 @@ import yaml
 from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
-from kubetest import Kube, raw
+from kubetest import Kube
 from kubetest.operator import OperatorProcess, apply_cluster_role, install_crd
 from secretrotation.devcluster import binaries
 from secretrotation.devcluster.controlplane import ControlPlane
@@ -50,12 +50,14 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{secrets.token_hex(3)}"
     kube.core.create_namespace({"metadata": {"name": name, "labels": {"secretrotation.dev/test": "true"}}})
+    # Before 1.24 the ServiceAccount admission plugin refuses pods until the account has its token.
+    needs_token = kube.server_minor_version() < 24
     kube.wait_one(
         kube.core.list_namespaced_service_account,
         "default",
-        lambda sa: bool(sa.get("secrets")),
+        lambda sa: bool(sa.get("secrets")) or not needs_token,
         namespace=name,
-        what="default ServiceAccount token",
+        what="default ServiceAccount (and its token)",
         timeout=60,
     )
     yield name
@@ -76,14 +78,17 @@ def operator_kubeconfig(kube: Kube, kubeconfig: Path, tmp_path_factory: pytest.T
         kube.core.create_namespace({"metadata": {"name": namespace}})
     with contextlib.suppress(ApiException):
         kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "secretrotation"}})
-    account = kube.wait_one(
-        kube.core.list_namespaced_service_account,
-        "secretrotation",
-        lambda sa: bool(sa.get("secrets")),
-        namespace=namespace,
-        what="operator token",
-    )
-    token_secret = raw(kube.core.read_namespaced_secret, account["secrets"][0]["name"], namespace)
+    # An explicit long-lived token: clusters from 1.24 on no longer create one per account.
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespaced_secret(namespace, {
+            "metadata": {"name": "secretrotation-token",
+                         "annotations": {"kubernetes.io/service-account.name": "secretrotation"}},
+            "type": "kubernetes.io/service-account-token",
+        })  # fmt: skip
+    token_secret = kube.wait_one(
+        kube.core.list_namespaced_secret, "secretrotation-token", lambda s: "token" in (s.get("data") or {}),
+        namespace=namespace, what="the operator's token",
+    )  # fmt: skip
     token = base64.b64decode(token_secret["data"]["token"]).decode()
     admin = yaml.safe_load(kubeconfig.read_text())
     admin["users"] = [{"name": "admin", "user": {"token": token}}]

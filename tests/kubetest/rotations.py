@@ -108,3 +108,11 @@ def create(kube: Kube, namespace: str, body: Obj) -> None:
 
 
 WORKLOADS = (("Deployment", "api"), ("StatefulSet", "ledger"), ("DaemonSet", "agent"))
+
+
+def collection_blocked_at(revision: int) -> Callable[[Obj], bool]:
+    def check(obj: Obj) -> bool:
+        blocked = (condition(obj, "GarbageCollected") or {}).get("status") == "False"
+        return bool((obj.get("status") or {}).get("revision") == revision and blocked)
+
+    return check

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import logging
 import secrets
 import threading
@@ -23,6 +22,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from secretrotation.devcluster import podsim
+from secretrotation.kubejson import raw, untyped
 
 log = logging.getLogger("sim-kubelet")
 MERGE_PATCH = "application/merge-patch+json"
@@ -31,17 +31,6 @@ Key = tuple[str, str]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call the API and return the decoded JSON, not a generated model."""
-    response = call(*args, _preload_content=False, **kwargs)
-    return json.loads(response.data)
-
-
-def _untyped(body: dict[str, Any]) -> Any:
-    """The generated client types bodies as models; it accepts the equivalent JSON dict."""
-    return body
 
 
 def node_manifest(name: str) -> dict[str, Any]:
@@ -144,7 +133,7 @@ class SimKubelet:
     def register_nodes(self) -> None:
         for name in sorted(self.nodes):
             try:
-                self.core.create_node(_untyped(node_manifest(name)))
+                self.core.create_node(untyped(node_manifest(name)))
             except ApiException as error:
                 if error.status != 409:
                     raise
@@ -161,7 +150,7 @@ class SimKubelet:
     ) -> None:
         while True:
             try:
-                listing = _raw(list_call, **selectors)
+                listing = raw(list_call, **selectors)
                 for item in listing["items"]:
                     on_event("ADDED", item)
                 version = listing["metadata"]["resourceVersion"]
@@ -239,7 +228,7 @@ class SimKubelet:
             self._post_event(pod, event)
         if podsim.status_differs(pod.get("status") or {}, observation.status):
             try:
-                updated = _raw(
+                updated = raw(
                     self.core.patch_namespaced_pod_status,
                     key[1],
                     key[0],
@@ -290,7 +279,7 @@ class SimKubelet:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], _untyped(body))
+            self.core.create_namespaced_event(meta["namespace"], untyped(body))
         except ApiException as error:
             log.warning("could not post %s event for %s: %s", event.reason, meta["name"], error.status)
 
