@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from secretrotation import cluster, guard, metrics, planner
 
 log = logging.getLogger("secretrotation")
@@ -29,6 +31,13 @@ Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], planner.Event], None]
 COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, at most ~3 per second
 MAX_ERROR_BACKOFF_SECONDS = 60.0
+
+
+def describe_error(error: Exception) -> str:
+    """An error for logs and Events: an API error's body may echo request data, so it is never included."""
+    if isinstance(error, ApiException):
+        return cluster.safe_api_error(error)
+    return f"{type(error).__name__}: {error}"
 
 
 @dataclass
@@ -121,7 +130,10 @@ class Engine:
                 failures += 1
                 metrics.STEP_ERRORS.labels(*key).inc()
                 delay = min(2.0 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS)
-                log.warning("%s/%s: step failed (%s: %s); retrying in %.0fs", *key, type(error).__name__, error, delay)
+                problem = describe_error(error)
+                log.warning("%s/%s: step failed (%s); retrying in %.0fs", *key, problem, delay)
+                if failures == 1:
+                    self.post_event(tracked.body, planner.Event("StepFailed", f"{problem}; retrying", warning=True))
                 await self._sleep(tracked, delay)
                 continue
             if step.requeue:

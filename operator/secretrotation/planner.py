@@ -414,7 +414,7 @@ class _Builder:
         self.wanted = list(wanted)
 
     def done(self, *, requeue: bool = False, wake_at: datetime | None = None) -> Plan:
-        blocked = [entry for entry in self.status.get("pendingDeletion") or []]
+        blocked = self.status.get("pendingDeletion") or []
         wanted = list(self.wanted)
         if blocked:
             wanted.append(
