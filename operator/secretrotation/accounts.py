@@ -108,11 +108,11 @@ def remove_subject_patch(binding: Obj, account: str, namespace: str) -> list[dic
     return [version, *({"op": "remove", "path": f"/subjects/{i}"} for i in reversed(indexes))]
 
 
-def uses_account(pod_spec: Obj, account: str) -> bool:
-    """Whether a pod spec runs as ``account`` or mounts its operator-made token Secret."""
+def uses_account(pod_spec: Obj, account: str, *, token: bool = True) -> bool:
+    """Whether a pod spec runs as ``account`` or (with ``token``) mounts its operator-made token Secret."""
     if references.service_account_name(pod_spec) == account:
         return True
-    return token_secret_name(account) in references.referenced_secrets(pod_spec)
+    return token and token_secret_name(account) in references.referenced_secrets(pod_spec)
 
 
 def referrers_of(account: str, objects: guard.NamespaceObjects) -> list[guard.Referrer]:

@@ -242,7 +242,8 @@ def secrets_to_fetch(resource: Resource, fetched: Mapping[str, accounts.AccountS
 def uses(spec: model.RotationSpec, pod_spec: Obj, name: str) -> bool:
     """Whether a pod spec consumes credential version ``name`` (a Secret, or a ServiceAccount)."""
     if spec.service_account is not None:
-        return accounts.uses_account(pod_spec, name)
+        # Only versions with an operator-made token can switch a token mount.
+        return accounts.uses_account(pod_spec, name, token=spec.service_account.token_secret)
     return bool(references.references_to(pod_spec, name))
 
 
@@ -253,11 +254,12 @@ def _referrers(spec: model.RotationSpec, name: str, objects: guard.NamespaceObje
 
 
 def template_changes(
-    workload: Obj, old_names: Sequence[str], new: str, *, service_account: bool = False
+    workload: Obj, old_names: Sequence[str], new: str, *, service_account: bool = False, token_secret: bool = False
 ) -> tuple[Change, ...]:
     """The exact strings to rewrite so the pod template uses ``new`` instead of ``old_names``.
 
-    For a ServiceAccount: ``serviceAccountName`` and references to the account's token Secret.
+    For a ServiceAccount: ``serviceAccountName``, and with ``token_secret`` (the new version
+    has an operator-made token Secret) references to the old version's token Secret.
     """
     kind = workload["kind"]
     spec_path = references.pod_spec_path(kind)
@@ -266,8 +268,9 @@ def template_changes(
     for old in old_names:
         if service_account:
             rewritten, _ = references.rewrite_service_account(rewritten, old, new)
-            old_token, new_token = accounts.token_secret_name(old), accounts.token_secret_name(new)
-            rewritten, _ = references.rewrite_secret_references(rewritten, old_token, new_token)
+            if token_secret:
+                old_token, new_token = accounts.token_secret_name(old), accounts.token_secret_name(new)
+                rewritten, _ = references.rewrite_secret_references(rewritten, old_token, new_token)
         else:
             rewritten, _ = references.rewrite_secret_references(rewritten, old, new)
     prefix = "/" + "/".join(spec_path)
@@ -774,7 +777,11 @@ def _resolve_targets(
                         f"which {staged_name} does not hold; nothing was switched",
                     )
                 )
-        changes = template_changes(workload, consumed, staged_name, service_account=spec.service_account is not None)
+        account = spec.service_account
+        changes = template_changes(
+            workload, consumed, staged_name, service_account=account is not None,
+            token_secret=account is not None and account.token_secret,
+        )  # fmt: skip
         targets.append(
             {
                 "kind": kind,
@@ -1074,6 +1081,11 @@ def _removal(
     verdict = guard.judge(candidate, observed.objects, accounts.CHAIN)
     switched = parse_time(builder.status.get("lastRotationTime"))
     tokens = [t for t in (own_token, *(observed.secret(n) for n in account.secrets)) if t is not None]
+    # Deleting an account deletes the token Secrets the controller made for it: none may still be mounted.
+    mounted = [r for token_name in account.secrets for r in guard.referrers_of(token_name, observed.objects)]
+    if verdict.deletable and mounted:
+        message = f"a token Secret of ServiceAccount {name} is still mounted by {guard.describe(mounted)}"
+        verdict = guard.Verdict(False, "StillReferenced", message, tuple(mounted))
     if verdict.deletable and switched and any(accounts.token_used_since(t.labels, switched) for t in tokens):
         message = f"the token of ServiceAccount {name} was used after the switch, by a consumer outside the cluster"
         verdict = guard.Verdict(False, "TokenInUse", message)

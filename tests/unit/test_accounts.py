@@ -133,7 +133,12 @@ def test_switching_an_account_rewrites_its_name_and_its_token_mounts_only() -> N
         }}},
     }  # fmt: skip
 
-    changes = planner.template_changes(workload, ["deployer-v1"], "deployer-v2", service_account=True)
+    changes = planner.template_changes(
+        workload, ["deployer-v1"], "deployer-v2", service_account=True, token_secret=True
+    )
+    without_token = planner.template_changes(workload, ["deployer-v1"], "deployer-v2", service_account=True)
+
+    assert [c.path for c in without_token] == ["/spec/template/spec/serviceAccountName"]
 
     assert {(c.path, c.old, c.new) for c in changes} == {
         ("/spec/template/spec/serviceAccountName", "deployer-v1", "deployer-v2"),
