@@ -10,21 +10,18 @@ missing account or Secret, and no version goes while something uses it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubetest import Kube, Obj, condition, container, deployment, raw
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
-from kubetest.rotations import at_revision, create, request_rotation, stalled_with, wait_rotation
+from kubetest.rotations import at_revision, create, opt_in, request_rotation, stalled_with, wait_rotation
 from secretrotation import references
 from secretrotation.devcluster import podsim
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 NAME = "deployer"
 # Slow enough to catch each phase from a watch, fast enough to keep the module short.
 CRASH_VERIFY = {"timeout": "3m", "stableFor": "2s"}
@@ -33,16 +30,6 @@ ROLE_BINDINGS = {"deployer-reads": ["deployer"], "shared-reads": ["deployer", "o
 
 
 # -- the namespace --------------------------------------------------------------------------------
-
-
-def opt_in(kube: Kube, namespace: str) -> None:
-    """Apply deploy/rbac-serviceaccounts.yaml to the namespace, as an SRE would."""
-    for doc in yaml.safe_load_all((REPO / "deploy/rbac-serviceaccounts.yaml").read_text()):
-        doc["metadata"]["namespace"] = namespace
-        if doc["kind"] == "Role":
-            kube.rbac.create_namespaced_role(namespace, doc)
-        else:
-            kube.rbac.create_namespaced_role_binding(namespace, doc)
 
 
 def accounts_and_bindings(kube: Kube, namespace: str) -> None:

@@ -7,20 +7,25 @@ account or Secret, and no version goes while something uses it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubetest import Kube, condition, container, deployment, raw
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import OperatorProcess, apply_cluster_role, rotation
-from kubetest.rotations import at_revision, collection_blocked_at, create, request_rotation, stalled_with, wait_rotation
+from kubetest.rotations import (
+    at_revision,
+    collection_blocked_at,
+    create,
+    opt_in,
+    request_rotation,
+    stalled_with,
+    wait_rotation,
+)
 from secretrotation.devcluster import podsim
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 Obj = dict[str, Any]
 VERIFY = {"timeout": "3m", "stableFor": "1s"}
 
@@ -29,16 +34,6 @@ VERIFY = {"timeout": "3m", "stableFor": "1s"}
 def checked(kube: Kube, namespace: str) -> Iterator[None]:
     with InvariantChecker(kube, namespace):
         yield
-
-
-def opt_in(kube: Kube, namespace: str) -> None:
-    """Apply deploy/rbac-serviceaccounts.yaml to the namespace, as an SRE would."""
-    for doc in yaml.safe_load_all((REPO / "deploy/rbac-serviceaccounts.yaml").read_text()):
-        doc["metadata"]["namespace"] = namespace
-        if doc["kind"] == "Role":
-            kube.rbac.create_namespaced_role(namespace, doc)
-        else:
-            kube.rbac.create_namespaced_role_binding(namespace, doc)
 
 
 def account_and_bindings(kube: Kube, namespace: str) -> None:

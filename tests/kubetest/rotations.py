@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from kubetest import Kube, condition, container, deployment, raw
 from kubetest.operator import GROUP, PLURAL, VERSION, rotation
 from secretrotation import references
 
 Obj = dict[str, Any]
+REPO = Path(__file__).resolve().parents[2]
 FAST_VERIFY = {"timeout": "3m", "stableFor": "1s"}
 WORKLOADS = (("Deployment", "api"), ("StatefulSet", "ledger"), ("DaemonSet", "agent"))
 
@@ -116,3 +120,13 @@ def collection_blocked_at(revision: int) -> Callable[[Obj], bool]:
         return bool((obj.get("status") or {}).get("revision") == revision and blocked)
 
     return check
+
+
+def opt_in(kube: Kube, namespace: str) -> None:
+    """Apply deploy/rbac-serviceaccounts.yaml to the namespace, as an SRE would."""
+    for doc in yaml.safe_load_all((REPO / "deploy/rbac-serviceaccounts.yaml").read_text()):
+        doc["metadata"]["namespace"] = namespace
+        if doc["kind"] == "Role":
+            kube.rbac.create_namespaced_role(namespace, doc)
+        else:
+            kube.rbac.create_namespaced_role_binding(namespace, doc)
