@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
-from kubernetes import config
+from kubernetes import client, config
 
 from secretrotation import cluster, engine, names, planner
 
-log = logging.getLogger("secretrotation")
 ANNOTATION_PREFIX = names.GROUP
 
 
@@ -39,13 +38,12 @@ def _post_event(body: Mapping[str, Any], event: planner.Event) -> None:
     )
 
 
-def _api_client() -> Any:
+def _api_client() -> client.ApiClient:
+    """In a pod: its ServiceAccount. Elsewhere: $KUBECONFIG or ~/.kube/config, as kopf itself logs in."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    from kubernetes import client
-
     return client.ApiClient()
 
 
