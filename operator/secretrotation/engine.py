@@ -63,7 +63,6 @@ class Engine:
         self.post_event = post_event
         self.tracked: dict[Key, _Tracked] = {}
         self.claim_locks: dict[str, asyncio.Lock] = {}
-        self.steps = 0
 
     # -- inputs from watches -------------------------------------------------------------------
 
@@ -83,10 +82,16 @@ class Engine:
         self._stop(key)
         metrics.forget(*key)
         status = body.get("status") or {}
-        kept = [n for n in [status.get("currentSecret"), *(status.get("retainedSecrets") or [])] if n]
-        in_flight = (status.get("rotation") or {}).get("secret")
-        if in_flight:
-            kept.append(in_flight)
+        kept = [
+            name
+            for name in [
+                status.get("currentSecret"),
+                *(status.get("retainedSecrets") or []),
+                *(entry.get("name") for entry in status.get("pendingDeletion") or []),
+                (status.get("rotation") or {}).get("secret"),
+            ]
+            if name
+        ]
         message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
         self.post_event(body, planner.Event("VersionsLeftInPlace", message))
 
@@ -171,7 +176,6 @@ class Engine:
             status=before,
         )
         now = datetime.now(UTC)
-        self.steps += 1
         if planner.is_quiet(resource, now):
             observed = planner.Observed(now=now, objects=guard.NamespaceObjects(), secrets={})
             return await self._apply(key, tracked, resource, planner.plan(resource, observed))
