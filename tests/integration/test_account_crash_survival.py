@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from kubetest import Kube, Obj, condition, container, deployment, raw
+from kubetest.accounts import account_and_bindings, account_names, workloads_running_as
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
 from kubetest.rotations import at_revision, create, opt_in, request_rotation, stalled_with, wait_rotation
@@ -26,36 +27,9 @@ NAME = "deployer"
 # Slow enough to catch each phase from a watch, fast enough to keep the module short.
 CRASH_VERIFY = {"timeout": "3m", "stableFor": "2s"}
 WORKLOADS = (("Deployment", "api"), ("StatefulSet", "worker"), ("Deployment", "uploader"))
-ROLE_BINDINGS = {"deployer-reads": ["deployer"], "shared-reads": ["deployer", "other"], "other-admin": ["other"]}
 
 
 # -- the namespace --------------------------------------------------------------------------------
-
-
-def accounts_and_bindings(kube: Kube, namespace: str) -> None:
-    """Accounts deployer and other; deployer bound alone and beside other; a binding of other only."""
-    for name in ("deployer", "other"):
-        kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    kube.rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "reader"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
-    })  # fmt: skip
-    for binding, subjects in ROLE_BINDINGS.items():
-        kube.rbac.create_namespaced_role_binding(namespace, {
-            "metadata": {"name": binding},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": s, "namespace": namespace} for s in subjects],
-        })  # fmt: skip
-
-
-def workloads_running_as_deployer(kube: Kube, namespace: str) -> None:
-    pod_spec: Obj = {"serviceAccountName": "deployer", "containers": [container()]}
-    kube.apps.create_namespaced_deployment(namespace, deployment("api", pod_spec, replicas=2))
-    kube.apps.create_namespaced_stateful_set(namespace, {
-        "metadata": {"name": "worker"},
-        "spec": {"serviceName": "worker", "replicas": 2, "selector": {"matchLabels": {"app": "worker"}},
-                 "template": {"metadata": {"labels": {"app": "worker"}}, "spec": pod_spec}},
-    })  # fmt: skip
 
 
 def uploader_mounting(kube: Kube, namespace: str, token: str) -> None:
@@ -89,11 +63,6 @@ def generations(kube: Kube, namespace: str) -> dict[str, int]:
     }
 
 
-def account_names(kube: Kube, namespace: str) -> set[str]:
-    items = raw(kube.core.list_namespaced_service_account, namespace)["items"]
-    return {a["metadata"]["name"] for a in items} - {"default"}
-
-
 def binding_subjects(kube: Kube, namespace: str) -> dict[str, list[str]]:
     """Every RoleBinding's subject names, duplicates kept (a repeated patch would show)."""
     items = raw(kube.rbac.list_namespaced_role_binding, namespace)["items"]
@@ -110,8 +79,8 @@ def secrets_by_name(kube: Kube, namespace: str) -> dict[str, Obj]:
 def rotated_once(kube: Kube, namespace: str) -> tuple[dict[str, int], dict[str, list[str]]]:
     """The namespace on deployer-v1, with an uploader mounting its token; the generations and bindings then."""
     opt_in(kube, namespace)
-    accounts_and_bindings(kube, namespace)
-    workloads_running_as_deployer(kube, namespace)
+    account_and_bindings(kube, namespace)
+    workloads_running_as(kube, namespace, "deployer")
     spec = {"serviceAccount": {"name": NAME, "tokenSecret": True}, "verify": CRASH_VERIFY, "retain": 0}
     create(kube, namespace, rotation(NAME, **spec))
     wait_rotation(kube, namespace, NAME, at_revision(1), "revision 1 Ready")

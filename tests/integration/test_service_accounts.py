@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, raw
+from kubetest import Kube, condition, container, raw
+from kubetest.accounts import account_and_bindings, account_names, workloads_running_as
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import OperatorProcess, apply_cluster_role, rotation
 from kubetest.rotations import (
@@ -36,42 +37,6 @@ def checked(kube: Kube, namespace: str) -> Iterator[None]:
         yield
 
 
-def account_and_bindings(kube: Kube, namespace: str) -> None:
-    """ServiceAccount deployer, bound by its own RoleBinding and a shared one; another account's binding."""
-    for name in ("deployer", "other"):
-        kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    kube.rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "reader"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
-    })  # fmt: skip
-    kube.rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "admin"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}],
-    })  # fmt: skip
-    for binding, role, subjects in (
-        ("deployer-reads", "reader", ["deployer"]),
-        ("shared-reads", "reader", ["deployer", "other"]),
-        ("other-admin", "admin", ["other"]),
-    ):
-        kube.rbac.create_namespaced_role_binding(namespace, {
-            "metadata": {"name": binding},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": s, "namespace": namespace} for s in subjects],
-        })  # fmt: skip
-
-
-def workloads_running_as(kube: Kube, namespace: str, account: str, *, token_volume: str | None = None) -> None:
-    pod_spec: Obj = {"serviceAccountName": account, "containers": [container()]}
-    if token_volume:
-        pod_spec["volumes"] = [{"name": "token", "secret": {"secretName": token_volume}}]
-    kube.apps.create_namespaced_deployment(namespace, deployment("api", pod_spec, replicas=2))
-    kube.apps.create_namespaced_stateful_set(namespace, {
-        "metadata": {"name": "worker"},
-        "spec": {"serviceName": "worker", "replicas": 2, "selector": {"matchLabels": {"app": "worker"}},
-                 "template": {"metadata": {"labels": {"app": "worker"}}, "spec": pod_spec}},
-    })  # fmt: skip
-
-
 def account_rotation(**extra: Any) -> Obj:
     spec: Obj = {"serviceAccount": {"name": "deployer"}, "verify": VERIFY, **extra}
     return rotation("deployer", **spec)
@@ -80,11 +45,6 @@ def account_rotation(**extra: Any) -> Obj:
 def subjects(kube: Kube, namespace: str, binding: str) -> list[str]:
     found = raw(kube.rbac.read_namespaced_role_binding, binding, namespace)
     return sorted(s["name"] for s in found.get("subjects") or [])
-
-
-def accounts(kube: Kube, namespace: str) -> set[str]:
-    items = raw(kube.core.list_namespaced_service_account, namespace)["items"]
-    return {a["metadata"]["name"] for a in items} - {"default"}
 
 
 def running_as(kube: Kube, namespace: str, kind: str, name: str) -> str:
@@ -109,7 +69,7 @@ def test_workloads_switch_account_versions_and_bindings_follow_then_old_ones_are
     assert subjects(kube, namespace, "deployer-reads") == ["deployer", "deployer-v1"]
     assert subjects(kube, namespace, "shared-reads") == ["deployer", "deployer-v1", "other"]
     assert subjects(kube, namespace, "other-admin") == ["other"], "never a binding the old account did not have"
-    assert accounts(kube, namespace) == {"deployer", "deployer-v1", "other"}, "the adopted base account stays"
+    assert account_names(kube, namespace) == {"deployer", "deployer-v1", "other"}, "the adopted base account stays"
 
     request_rotation(kube, namespace, "deployer", "2")
     second = wait_rotation(kube, namespace, "deployer", at_revision(2), "revision 2")
@@ -117,7 +77,7 @@ def test_workloads_switch_account_versions_and_bindings_follow_then_old_ones_are
     assert second["status"]["currentSecret"] == "deployer-v2"
     assert running_as(kube, namespace, "Deployment", "api") == "deployer-v2"
     assert running_as(kube, namespace, "StatefulSet", "worker") == "deployer-v2"
-    assert accounts(kube, namespace) == {"deployer", "deployer-v2", "other"}, "deployer-v1 is collected (retain 0)"
+    assert account_names(kube, namespace) == {"deployer", "deployer-v2", "other"}, "deployer-v1 is collected (retain 0)"
     assert subjects(kube, namespace, "deployer-reads") == ["deployer", "deployer-v2"]
     assert subjects(kube, namespace, "shared-reads") == ["deployer", "deployer-v2", "other"], "others stay bound"
     assert subjects(kube, namespace, "other-admin") == ["other"]
@@ -157,12 +117,12 @@ def test_collection_waits_for_a_lone_pod_running_as_the_old_account(
     request_rotation(kube, namespace, "deployer", "2")
     blocked = wait_rotation(kube, namespace, "deployer", collection_blocked_at(2), "collection of deployer-v1 blocked")
     assert "Pod/debug-shell" in condition(blocked, "GarbageCollected")["message"]
-    assert "deployer-v1" in accounts(kube, namespace)
+    assert "deployer-v1" in account_names(kube, namespace)
 
     kube.core.delete_namespaced_pod("debug-shell", namespace)
     wait_rotation(kube, namespace, "deployer", lambda r: condition(r, "GarbageCollected") is None, "resumed")
 
-    assert accounts(kube, namespace) == {"deployer", "deployer-v2"}
+    assert account_names(kube, namespace) == {"deployer", "deployer-v2"}
 
 
 def test_a_crash_on_the_new_account_rolls_back_and_removes_it_everywhere(
@@ -182,7 +142,7 @@ def test_a_crash_on_the_new_account_rolls_back_and_removes_it_everywhere(
     assert "CrashLoopBackOff" in condition(failed, "Stalled")["message"]
     assert running_as(kube, namespace, "Deployment", "api") == "deployer"
     assert running_as(kube, namespace, "StatefulSet", "worker") == "deployer"
-    assert accounts(kube, namespace) == {"deployer", "other"}, "the failed account version is removed"
+    assert account_names(kube, namespace) == {"deployer", "other"}, "the failed account version is removed"
     assert subjects(kube, namespace, "deployer-reads") == ["deployer"]
     assert subjects(kube, namespace, "shared-reads") == ["deployer", "other"]
 
@@ -198,7 +158,7 @@ def test_a_namespace_that_has_not_opted_in_is_not_touched(
 
     message = condition(stalled, "Stalled")["message"]
     assert "RoleBinding/deployer-reads" in message and "opted in" in message, message
-    assert accounts(kube, namespace) == {"deployer", "other"}
+    assert account_names(kube, namespace) == {"deployer", "other"}
     assert subjects(kube, namespace, "deployer-reads") == ["deployer"]
     assert running_as(kube, namespace, "Deployment", "api") == "deployer"
 
