@@ -10,6 +10,7 @@ Synchronous (the official client); the handlers run it in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -85,7 +86,15 @@ class Cluster:
             service_accounts=service_accounts,
             bindings=self._bindings(namespace) if account_rotation else (),
             can_bind=account_rotation and self._may_patch_role_bindings(namespace),
+            auto_tokens=account_rotation and self._auto_tokens(),
         )
+
+    @functools.cache  # noqa: B019 - one Cluster per operator process; the server version does not change
+    def _auto_tokens(self) -> bool:
+        """Whether the cluster still creates a token Secret for every ServiceAccount (before 1.24)."""
+        version = raw(client.VersionApi(self.api).get_code)
+        minor = int("".join(ch for ch in version["minor"] if ch.isdigit()))
+        return int(version["major"]) == 1 and minor < 24
 
     def account_state(self, namespace: str, name: str) -> accounts.AccountState | None:
         try:

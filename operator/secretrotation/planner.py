@@ -82,6 +82,7 @@ class Observed:
     service_accounts: Mapping[str, accounts.AccountState | None] = field(default_factory=dict)
     bindings: Sequence[Obj] = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
+    auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
 
     def secret(self, name: str | None) -> SecretState | None:
         return self.secrets.get(name) if name else None
@@ -665,7 +666,7 @@ def _stage_account(builder: _Builder, spec: model.RotationSpec, rotation: Obj) -
     if any(staged.labels.get(k) != v for k, v in names.version_labels(builder.resource.name, revision).items()):
         message = f"ServiceAccount {staged_name} exists but was not staged by this rotation; rename or remove it"
         return _abort(builder, spec, Reason.STAGED_VERSION_CONFLICT, message, delete_staged=False)
-    waiting = _tokens_pending(builder, spec, staged, previous, revision)
+    waiting = _tokens_pending(builder, spec, staged, revision)
     if waiting is not None:
         _in_flight(builder, Reason.STAGING, waiting)
         return builder.done(requeue=bool(builder.actions), wake_at=builder.now + TOKEN_WAIT)
@@ -689,7 +690,6 @@ def _tokens_pending(
     builder: _Builder,
     spec: model.RotationSpec,
     staged: accounts.AccountState,
-    previous: accounts.AccountState | None,
     revision: int,
 ) -> str | None:
     """What the new account still waits for before pods may use it, or None.
@@ -706,12 +706,8 @@ def _tokens_pending(
             return f"creating the token Secret of {staged.name}"
         if "token" not in token.keys:
             return f"waiting for the token controller to fill {token.name}"
-    if previous is not None and previous.secrets:
-        filled = [
-            n
-            for n in staged.secrets
-            if (builder.observed.secret(n) or SecretState(n, {}, frozenset(), False, "", "")).keys
-        ]
+    if builder.observed.auto_tokens:
+        filled = [name for name in staged.secrets if "token" in getattr(builder.observed.secret(name), "keys", ())]
         if not filled:
             return f"waiting for the token controller to give {staged.name} its token"
     return None

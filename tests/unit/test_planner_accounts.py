@@ -273,6 +273,7 @@ class Namespace:
             service_accounts=service_accounts,
             bindings=copy.deepcopy(tuple(self.bindings.values())),
             can_bind=self.can_bind,
+            auto_tokens=True,  # a 1.20 cluster, as the token controller here simulates
         )
 
     def perform(self, rotation: str, action: planner.Action) -> None:
