@@ -149,8 +149,14 @@ def test_a_deleted_pod_goes_away_and_a_rolling_update_completes(kube: Kube, name
     kube.wait_one(
         kube.apps.list_namespaced_deployment, "web", deployment_available, namespace=namespace, what="rolled to image 2"
     )
-    pods = raw(kube.core.list_namespaced_pod, namespace, label_selector="app=web")["items"]
-    assert sorted(p["spec"]["containers"][0]["image"] for p in pods) == ["registry.local/app:2"] * 3
+    # Rollout status is complete while old pods may still be terminating; the kubelet then removes them.
+    kube.wait(
+        kube.core.list_namespaced_pod,
+        lambda pods: sorted(p["spec"]["containers"][0]["image"] for p in pods) == ["registry.local/app:2"] * 3,
+        namespace=namespace,
+        label_selector="app=web",
+        what="only the three new pods left",
+    )
 
 
 def test_injected_crash_fault_shows_crash_loop_back_off_with_rising_restarts(kube: Kube, namespace: str) -> None:
