@@ -10,16 +10,16 @@ CLUSTER_DIR := .cluster
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e ./dev
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 provision: venv
-	$(PY) -m secretrotation.devcluster provision
+	$(PY) -m secretrotation_dev.devcluster provision
 
 ## make test: install everything, provision the control plane if needed, run lint and all tests.
 test: venv provision lint
@@ -36,19 +36,19 @@ bench: venv provision
 	$(PY) -m pytest tests/bench -s
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests e2e
-	$(VENV)/bin/ruff format --check operator tests e2e
+	$(VENV)/bin/ruff check operator dev tests e2e
+	$(VENV)/bin/ruff format --check operator dev tests e2e
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 cluster-up: venv
-	$(PY) -m secretrotation.devcluster up --state-dir $(CLUSTER_DIR)
+	$(PY) -m secretrotation_dev.devcluster up --state-dir $(CLUSTER_DIR)
 
 cluster-down:
-	@if [ -x $(PY) ]; then $(PY) -m secretrotation.devcluster down --state-dir $(CLUSTER_DIR); fi
+	@if [ -x $(PY) ]; then $(PY) -m secretrotation_dev.devcluster down --state-dir $(CLUSTER_DIR); fi
 
 demo: venv
-	$(PY) -m secretrotation.demo
+	$(PY) -m secretrotation_dev.demo
 
 e2e: venv
 	./e2e/run.sh

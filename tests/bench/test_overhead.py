@@ -15,7 +15,7 @@ import pytest
 
 from kubetest import Kube, container, deployment, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
-from secretrotation import guard, names, planner
+from secretrotation.core import guard, names, planner
 
 pytestmark = pytest.mark.integration
 

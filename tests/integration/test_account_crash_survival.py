@@ -19,8 +19,8 @@ from kubetest.accounts import account_and_bindings, account_names, workloads_run
 from kubetest.invariants import InvariantChecker
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
 from kubetest.rotations import at_revision, create, opt_in, request_rotation, stalled_with, wait_rotation
-from secretrotation import references
-from secretrotation.devcluster import podsim
+from secretrotation.core import references
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 NAME = "deployer"

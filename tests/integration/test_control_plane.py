@@ -20,7 +20,7 @@ from kubetest import (
     secret,
     waiting_reasons,
 )
-from secretrotation.devcluster import podsim
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ from kubetest.rotations import (
     template_secrets,
     wait_rotation,
 )
-from secretrotation import references
-from secretrotation.devcluster import podsim
+from secretrotation.core import references
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 # Slow enough to catch each phase from a watch, fast enough to keep the module short.

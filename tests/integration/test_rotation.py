@@ -20,8 +20,8 @@ from kubetest.rotations import (
     template_secrets,
     wait_rotation,
 )
-from secretrotation import references
-from secretrotation.devcluster import podsim
+from secretrotation.core import references
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from kubetest.rotations import (
     template_secrets,
     wait_rotation,
 )
-from secretrotation.devcluster import podsim
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 

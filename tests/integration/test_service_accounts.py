@@ -24,7 +24,7 @@ from kubetest.rotations import (
     stalled_with,
     wait_rotation,
 )
-from secretrotation.devcluster import podsim
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 Obj = dict[str, Any]

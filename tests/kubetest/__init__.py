@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from secretrotation.kubejson import raw
+from secretrotation.shell.kubejson import raw
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"

@@ -21,8 +21,8 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetest import Kube
 from kubetest.operator import OperatorProcess, apply_cluster_role, install_crd
-from secretrotation.devcluster import binaries
-from secretrotation.devcluster.controlplane import ControlPlane
+from secretrotation_dev.devcluster import binaries
+from secretrotation_dev.devcluster.controlplane import ControlPlane
 
 
 @pytest.fixture(scope="session")

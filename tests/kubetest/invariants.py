@@ -29,7 +29,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from kubetest import Kube, Obj, raw
-from secretrotation import names, references
+from secretrotation.core import names, references
 
 WATCH_SECONDS = 1  # how long one watch request lasts: the most a stop waits for a thread
 Handler = Callable[[str, Obj], None]

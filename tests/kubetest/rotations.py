@@ -11,7 +11,7 @@ import yaml
 
 from kubetest import Kube, condition, container, deployment, raw
 from kubetest.operator import GROUP, PLURAL, VERSION, rotation
-from secretrotation import references
+from secretrotation.core import references
 
 Obj = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation import accounts, guard, model, names, planner
+from secretrotation.core import accounts, guard, spec as model, names, planner
 
 SOURCE = accounts.AccountState(
     name="deployer",

@@ -1,5 +1,5 @@
 """crds/secretrotation.yaml is structural, portable to Kubernetes 1.20, and
-agrees with the operator's parser (secretrotation.model.parse_spec).
+agrees with the operator's parser (secretrotation.core.spec.parse_spec).
 
 The agreement check runs each example through what the API server does to a
 new object (prune unknown fields, fill defaults, validate) with a small
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation import model, names
-from secretrotation.model import InvalidSpec, parse_spec
+from secretrotation.core import spec as model, names
+from secretrotation.core.spec import InvalidSpec, parse_spec
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "secretrotation.yaml"
 JUNCTORS = ("oneOf", "anyOf", "allOf", "not")

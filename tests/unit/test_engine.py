@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.engine import describe_error
+from secretrotation.shell.engine import describe_error
 
 
 def test_api_errors_are_described_without_their_body() -> None:

@@ -1,4 +1,4 @@
-"""Behaviour of secretrotation.guard: a version is deleted only when this rotation
+"""Behaviour of secretrotation.core.guard: a version is deleted only when this rotation
 created it, it is not the version in use, and nothing in the namespace references it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation import guard, names
+from secretrotation.core import guard, names
 
 ROTATION = "app-db"
 VERSION = "db-v1"

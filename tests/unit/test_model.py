@@ -1,5 +1,5 @@
-"""Behaviour of secretrotation.model (spec parsing, snapshots, value generation)
-and secretrotation.names (how versions are named)."""
+"""Behaviour of secretrotation.core.spec (spec parsing, snapshots, value generation)
+and secretrotation.core.names (how versions are named)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation.model import (
+from secretrotation.core.spec import (
     Alphabet,
     GenerateRule,
     InvalidSpec,
@@ -28,7 +28,7 @@ from secretrotation.model import (
     spec_from_snapshot,
     spec_to_snapshot,
 )
-from secretrotation.names import (
+from secretrotation.core.names import (
     REVISION_LABEL,
     ROTATION_LABEL,
     parse_revision,

@@ -1,4 +1,4 @@
-"""Behaviour of secretrotation.planner: the rotation state machine, stepped
+"""Behaviour of secretrotation.core.planner: the rotation state machine, stepped
 through a small simulated namespace, without a cluster.
 
 ``World`` stands in for the namespace and ``Rotation`` for the shell: observe,
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation import guard, model, names, planner, references
-from secretrotation.conditions import Reason
-from secretrotation.planner import (
+from secretrotation.core import guard, spec as model, names, planner, references
+from secretrotation.core.conditions import Reason
+from secretrotation.core.planner import (
     Change,
     CreateVersion,
     DeletePod,

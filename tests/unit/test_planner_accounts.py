@@ -1,4 +1,4 @@
-"""Behaviour of a ServiceAccount rotation in secretrotation.planner, stepped through a simulated namespace.
+"""Behaviour of a ServiceAccount rotation in secretrotation.core.planner, stepped through a simulated namespace.
 
 ``Namespace`` stands in for a Kubernetes 1.20 namespace: ServiceAccounts served by
 a token controller (each account gets an auto token Secret, and each token Secret
@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation import accounts, guard, names, planner, references
-from secretrotation.accounts import AccountState
-from secretrotation.conditions import Reason
-from secretrotation.planner import (
+from secretrotation.core import accounts, guard, names, planner, references
+from secretrotation.core.accounts import AccountState
+from secretrotation.core.conditions import Reason
+from secretrotation.core.planner import (
     CreateAccount,
     CreateTokenSecret,
     DeleteAccount,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation.devcluster import podsim
+from secretrotation_dev.devcluster import podsim
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SIM = podsim.PodSimulator(readiness_delay=timedelta(seconds=1), crash_interval=timedelta(seconds=2))

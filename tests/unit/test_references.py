@@ -1,4 +1,4 @@
-"""Behaviour of secretrotation.references: finding and rewriting Secret and
+"""Behaviour of secretrotation.core.references: finding and rewriting Secret and
 ServiceAccount references in pod specs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation.references import (
+from secretrotation.core.references import (
     MissingKey,
     RefKind,
     SecretRef,

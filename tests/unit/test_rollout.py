@@ -1,4 +1,4 @@
-"""Behaviour of secretrotation.rollout: kubectl's rollout rules per workload
+"""Behaviour of secretrotation.core.rollout: kubectl's rollout rules per workload
 kind, and the pod-level verdicts kubectl does not give."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretrotation.rollout import (
+from secretrotation.core.rollout import (
     FAIL_FAST_WAITING_REASONS,
     PodState,
     PodVerdict,

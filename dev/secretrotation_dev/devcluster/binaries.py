@@ -26,7 +26,7 @@ K8S_VERSION = "1.20.2"
 DEBIAN_SOURCE_VERSION = "1.20.5+really1.20.2-1.1+deb12u1"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 BUILD_PACKAGES = (
-    "golang-go",
+    "golang-1.19-go",
     "rsync",
     "etcd-server",
     "golang-github-modern-go-reflect2-dev",
@@ -48,6 +48,8 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 REFLECT2_DEBIAN = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
+# Kubernetes 1.20 builds only with the Go of its day: Debian's 1.19, not whatever `go` is on PATH.
+DEBIAN_GO_BIN = Path("/usr/lib/go-1.19/bin")
 
 
 class ProvisionError(RuntimeError):
@@ -159,6 +161,9 @@ def build(target: Path) -> None:
     _replace_reflect2(tree)
     env = dict(
         os.environ,
+        PATH=f"{DEBIAN_GO_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        GOROOT=str(DEBIAN_GO_BIN.parent),
+        GOTOOLCHAIN="local",
         GOPATH=str(work / "gopath"),
         GO111MODULE="off",
         CGO_ENABLED="0",

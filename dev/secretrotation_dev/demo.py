@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from secretrotation import names
-from secretrotation.devcluster import __main__ as devcluster
-from secretrotation.devcluster import binaries
+from secretrotation.core import names
+from secretrotation_dev.devcluster import __main__ as devcluster
+from secretrotation_dev.devcluster import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO / ".cluster"

@@ -1,4 +1,4 @@
-"""``python -m secretrotation.devcluster up|down|provision|serve``.
+"""``python -m secretrotation_dev.devcluster up|down|provision|serve``.
 
 ``up`` starts a supervisor in the background and returns once the cluster is
 ready; the supervisor owns every component, and each component dies with it.
@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from secretrotation.devcluster import binaries
-from secretrotation.devcluster.controlplane import ControlPlane
+from secretrotation_dev.devcluster import binaries
+from secretrotation_dev.devcluster.controlplane import ControlPlane
 
 SUPERVISOR_PID = "supervisor.pid"
 READY_MARK = "ready"
@@ -77,7 +77,7 @@ def up(state_dir: Path, nodes: int, readiness_delay: float, timeout: float) -> i
             [
                 sys.executable,
                 "-m",
-                "secretrotation.devcluster",
+                "secretrotation_dev.devcluster",
                 "serve",
                 "--state-dir",
                 str(state_dir),
@@ -122,7 +122,7 @@ def down(state_dir: Path, timeout: float = 30.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m secretrotation.devcluster")
+    parser = argparse.ArgumentParser(prog="python -m secretrotation_dev.devcluster")
     parser.add_argument("command", choices=["up", "down", "serve", "provision"])
     parser.add_argument("--state-dir", type=Path, default=Path(".cluster"))
     parser.add_argument("--nodes", type=int, default=1)

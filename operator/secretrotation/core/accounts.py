@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from secretrotation import guard, names, references
+from secretrotation.core import guard, names, references
 
 Obj = Mapping[str, Any]
 TOKEN_SUFFIX = "-token"

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from secretrotation import planner
+from secretrotation.core import planner
 
 ROTATIONS_STARTED = Counter(
     "secretrotation_rotations_started_total", "Rotations started.", ["namespace", "name", "reason"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypedDict, TypeVar
 
-from secretrotation.names import MAX_BASE_NAME_LENGTH, parse_revision
+from secretrotation.core.names import MAX_BASE_NAME_LENGTH, parse_revision
 
 # Patterns shared with crds/secretrotation.yaml (a unit test keeps them equal).
 # Python's fullmatch and Go's anchored search agree on them.

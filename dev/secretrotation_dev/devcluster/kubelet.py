@@ -21,8 +21,8 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.devcluster import podsim
-from secretrotation.kubejson import raw, untyped
+from secretrotation_dev.devcluster import podsim
+from secretrotation.shell.kubejson import raw, untyped
 
 log = logging.getLogger("sim-kubelet")
 MERGE_PATCH = "application/merge-patch+json"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from secretrotation.devcluster.binaries import Binaries
+from secretrotation_dev.devcluster.binaries import Binaries
 
 SERVICE_CIDR = "10.0.0.0/24"  # only written into objects; nothing is ever sent there
 STOP_TIMEOUT_SECONDS = 10.0
@@ -284,7 +284,7 @@ class ControlPlane:
         return [
             sys.executable,
             "-m",
-            "secretrotation.devcluster.kubelet",
+            "secretrotation_dev.devcluster.kubelet",
             f"--kubeconfig={self.kubeconfig}",
             f"--nodes={self.nodes}",
             f"--readiness-delay={self.readiness_delay_seconds}",

@@ -17,7 +17,8 @@ from typing import Any, cast
 import kopf
 from kubernetes import client, config
 
-from secretrotation import cluster, engine, names, planner
+from secretrotation.shell import cluster, engine
+from secretrotation.core import names, planner
 
 ANNOTATION_PREFIX = names.GROUP
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation import cluster, guard, metrics, planner
+from secretrotation.shell import cluster, metrics
+from secretrotation.core import guard, planner
 
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from secretrotation import accounts, conditions, guard, model, names, references, rollout
-from secretrotation.conditions import Condition, Reason
+from secretrotation.core import accounts, conditions, guard, spec as model, names, references, rollout
+from secretrotation.core.conditions import Condition, Reason
 
 Obj = Mapping[str, Any]
 MOUNT_GRACE = timedelta(seconds=10)

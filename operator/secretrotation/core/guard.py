@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from secretrotation import names, references
+from secretrotation.core import names, references
 
 Obj = Mapping[str, Any]
 MAX_LISTED_REFERRERS = 5

@@ -19,8 +19,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation import accounts, guard, model, names, planner
-from secretrotation.kubejson import raw, untyped
+from secretrotation.core import accounts, guard, spec as model, names, planner
+from secretrotation.shell.kubejson import raw, untyped
 
 JSON_PATCH = "application/json-patch+json"
 
