@@ -4,6 +4,13 @@ Brings up the local cluster, installs the CRD, deploys example consumers of a
 Secret and an example SecretRotation, and shows what happens. Every command
 it runs is printed, so the demo doubles as a tutorial. The cluster is stopped
 at the end unless ``KEEP_CLUSTER=1`` is set.
+
+The manifests (the CRD and the examples) are read from a checkout of the
+repository: ``$SECRETROTATION_REPO`` when set, otherwise the working directory
+or the nearest parent of it that holds them. Not from beside this file: an
+installed (non-editable) copy of this package lives in site-packages, far from
+any checkout. The cluster state goes to ``.cluster/`` in that checkout, the
+folder ``make cluster-up`` and ``make cluster-down`` use.
 """
 
 from __future__ import annotations
@@ -13,14 +20,52 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from secretrotation.core import names
 from secretrotation_dev.devcluster import __main__ as devcluster
 from secretrotation_dev.devcluster import binaries
 
-REPO = Path(__file__).resolve().parents[2]
-STATE_DIR = REPO / ".cluster"
+REPO_ENV = "SECRETROTATION_REPO"
+STATE_FOLDER = ".cluster"  # in the checkout: the state folder of make cluster-up and cluster-down
+# The files the demo reads, relative to the repository root; the first one marks the root.
+REPO_FILES = (
+    Path("crds/secretrotation.yaml"),
+    Path("deploy/examples/shop.yaml"),
+    Path("deploy/examples/db-credentials-rotation.yaml"),
+)
+
+
+def _missing(repo: Path) -> list[Path]:
+    return [repo / name for name in REPO_FILES if not (repo / name).is_file()]
+
+
+def find_repository(start: Path | None = None, environ: Mapping[str, str] = os.environ) -> Path:
+    """The checkout the demo reads its manifests from; SystemExit saying what to do when there is none.
+
+    ``$SECRETROTATION_REPO`` when set (it must be a checkout), otherwise the
+    nearest of ``start`` (the working directory) and its parents that holds
+    ``crds/secretrotation.yaml``.
+    """
+    configured = environ.get(REPO_ENV)
+    if configured:
+        repo = Path(configured).expanduser().resolve()
+        missing = _missing(repo)
+        if missing:
+            raise SystemExit(f"${REPO_ENV}={configured} is not a secretrotation checkout: {missing[0]} does not exist")
+        return repo
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / REPO_FILES[0]).is_file():
+            missing = _missing(candidate)
+            if missing:
+                raise SystemExit(f"{candidate} looks like a secretrotation checkout but lacks {missing[0]}")
+            return candidate
+    raise SystemExit(
+        f"the demo reads its manifests from a secretrotation checkout, but neither {here} nor any parent "
+        f"holds {REPO_FILES[0]}: run it from the checkout (make demo) or set {REPO_ENV} to the checkout"
+    )
 
 
 def _say(text: str) -> None:
@@ -28,11 +73,13 @@ def _say(text: str) -> None:
 
 
 class Demo:
-    def __init__(self) -> None:
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.state_dir = repo / STATE_FOLDER
         kubectl = binaries.find().kubectl
         if kubectl is None:
             raise SystemExit("the demo needs kubectl beside the control-plane binaries")
-        self.kubectl = [str(kubectl), f"--kubeconfig={STATE_DIR / 'kubeconfig'}"]
+        self.kubectl = [str(kubectl), f"--kubeconfig={self.state_dir / 'kubeconfig'}"]
 
     def kubectl_run(self, *args: str, check: bool = True) -> str:
         print("$ kubectl " + " ".join(shlex.quote(a) for a in args), flush=True)
@@ -45,16 +92,16 @@ class Demo:
 
     def run(self) -> None:
         _say("Starting the local control plane (etcd, kube-apiserver, controllers, scheduler, simulated kubelet)")
-        if devcluster.up(STATE_DIR, nodes=1, readiness_delay=0.5, timeout=300) != 0:
+        if devcluster.up(self.state_dir, nodes=1, readiness_delay=0.5, timeout=300) != 0:
             raise SystemExit("the control plane did not start")
         self.kubectl_run("get", "nodes")
 
         _say("Installing the SecretRotation CRD")
-        self.kubectl_run("apply", "-f", str(REPO / "crds"))
+        self.kubectl_run("apply", "-f", str(self.repo / "crds"))
         self.kubectl_run("wait", "--for=condition=Established", "crd/secretrotations.rotation.sre.dev")
 
         _say("Deploying workloads that consume the Secret db-credentials")
-        self.kubectl_run("apply", "-f", str(REPO / "deploy/examples/shop.yaml"))
+        self.kubectl_run("apply", "-f", str(self.repo / "deploy/examples/shop.yaml"))
         self.kubectl_run("-n", "shop", "rollout", "status", "deployment/api", "--timeout=120s")
 
         _say("Starting the operator (watching namespace shop)")
@@ -62,8 +109,8 @@ class Demo:
         operator = subprocess.Popen(
             [sys.executable, "-m", "secretrotation", "run", "--namespace", "shop", "--metrics-port", "0",
              "--liveness-port", "0"],
-            env={**os.environ, "KUBECONFIG": str(STATE_DIR / "kubeconfig")},
-            stdout=open(STATE_DIR / "logs" / "operator.log", "ab"),  # noqa: SIM115 - lives as long as the process
+            env={**os.environ, "KUBECONFIG": str(self.state_dir / "kubeconfig")},
+            stdout=open(self.state_dir / "logs" / "operator.log", "ab"),  # noqa: SIM115 - lives as long as the process
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -71,11 +118,11 @@ class Demo:
         finally:
             operator.terminate()
             operator.wait(15)
-        print(f"\nOperator log: {STATE_DIR / 'logs' / 'operator.log'}")
+        print(f"\nOperator log: {self.state_dir / 'logs' / 'operator.log'}")
 
     def rotate(self) -> None:
         _say("Applying the example SecretRotation: rotation 1 adopts db-credentials")
-        self.kubectl_run("apply", "-f", str(REPO / "deploy/examples/db-credentials-rotation.yaml"))
+        self.kubectl_run("apply", "-f", str(self.repo / "deploy/examples/db-credentials-rotation.yaml"))
         self.wait_for_revision(1)
         self.show()
 
@@ -115,15 +162,17 @@ class Demo:
 
 def main() -> int:
     keep = os.environ.get("KEEP_CLUSTER") == "1"
+    repo = find_repository()
+    state_dir = repo / STATE_FOLDER
     try:
-        Demo().run()
+        Demo(repo).run()
     finally:
         if keep:
-            print(f"\nThe cluster keeps running: kubectl --kubeconfig {STATE_DIR / 'kubeconfig'} ...")
+            print(f"\nThe cluster keeps running: kubectl --kubeconfig {state_dir / 'kubeconfig'} ...")
             print("Stop it with: make cluster-down")
         else:
             _say("Stopping the control plane (KEEP_CLUSTER=1 keeps it)")
-            devcluster.down(STATE_DIR)
+            devcluster.down(state_dir)
     return 0
 
 

@@ -8,17 +8,13 @@ from typing import Any
 
 import pytest
 
+from secretrotation.core.objects import parse_timestamp
+from secretrotation.core.pods import FAIL_FAST_WAITING_REASONS, PodState, PodVerdict, pod_verdict
 from secretrotation.core.rollout import (
-    FAIL_FAST_WAITING_REASONS,
-    PodState,
-    PodVerdict,
     RolloutReason,
     RolloutStatus,
     daemonset_rollout_status,
     deployment_rollout_status,
-    parse_timestamp,
-    pod_verdict,
-    restart_count,
     rollout_status,
     statefulset_rollout_status,
 )
@@ -757,37 +753,3 @@ def test_parse_timestamp_reads_rfc3339_as_aware_utc(text: str, expected: datetim
 def test_parse_timestamp_rejects_text_that_is_not_a_timestamp() -> None:
     with pytest.raises(ValueError):
         parse_timestamp("yesterday")
-
-
-# --- restarts -------------------------------------------------------------------
-
-
-def test_restart_count_sums_containers_and_init_containers() -> None:
-    obj = pod(
-        init_containers=[container_status("proxy", restarts=1)],
-        containers=[
-            container_status("app", restarts=2),
-            container_status("sidecar", restarts=4),
-        ],
-    )
-    assert restart_count(obj) == 7
-
-
-@pytest.mark.parametrize(
-    "obj",
-    [
-        {},
-        {"status": None},
-        {"status": {"containerStatuses": None}},
-        {
-            "status": {
-                "containerStatuses": [
-                    {"name": "app"},
-                    {"name": "b", "restartCount": None},
-                ]
-            }
-        },
-    ],
-)
-def test_restart_count_of_a_pod_without_counts_is_zero(obj: dict[str, Any]) -> None:
-    assert restart_count(obj) == 0

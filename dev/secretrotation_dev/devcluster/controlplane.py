@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -352,10 +352,3 @@ def _node_is_schedulable(node: dict[str, Any]) -> bool:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     blocking = [t for t in node.get("spec", {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
     return ready and not blocking and not node.get("spec", {}).get("unschedulable")
-
-
-@contextlib.contextmanager
-def running(state_dir: Path, binaries: Binaries, **kwargs: Any) -> Iterator[ControlPlane]:
-    plane = ControlPlane(state_dir, binaries, **kwargs)
-    with plane:
-        yield plane

@@ -21,8 +21,8 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation_dev.devcluster import podsim
 from secretrotation.shell.kubejson import raw, untyped
+from secretrotation_dev.devcluster import podsim
 
 log = logging.getLogger("sim-kubelet")
 MERGE_PATCH = "application/merge-patch+json"
@@ -314,7 +314,10 @@ class SimKubelet:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Simulated kubelet for the local control plane")
+    parser = argparse.ArgumentParser(
+        prog="python -m secretrotation_dev.devcluster.kubelet",
+        description="Simulated kubelet for the local control plane",
+    )
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--nodes", type=int, default=1, help="how many nodes to register")
     parser.add_argument("--readiness-delay", type=float, default=0.5, help="seconds from start to Ready")

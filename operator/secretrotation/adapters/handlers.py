@@ -17,8 +17,8 @@ from typing import Any, cast
 import kopf
 from kubernetes import client, config
 
+from secretrotation.core import names, plan
 from secretrotation.shell import cluster, engine
-from secretrotation.core import names, planner
 
 ANNOTATION_PREFIX = names.GROUP
 
@@ -33,7 +33,7 @@ class Options:
 OPTIONS = Options()
 
 
-def _post_event(body: Mapping[str, Any], event: planner.Event) -> None:
+def _post_event(body: Mapping[str, Any], event: plan.Event) -> None:
     kopf.event(
         cast(kopf.Body, body), type="Warning" if event.warning else "Normal", reason=event.reason, message=event.message
     )

@@ -10,11 +10,11 @@ cluster tracks it) no one outside the cluster used its token since the switch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from secretrotation.core import guard, names, references
+from secretrotation.core import names, references
+from secretrotation.core.world import AccountState
 
 Obj = Mapping[str, Any]
 TOKEN_SUFFIX = "-token"
@@ -22,19 +22,6 @@ SERVICE_ACCOUNT_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 LEGACY_TOKEN_LAST_USED_LABEL = "kubernetes.io/legacy-token-last-used"
 TOKEN_TYPE = "kubernetes.io/service-account-token"
 _NOT_COPIED_ANNOTATIONS = (f"{names.GROUP}/", "kubectl.kubernetes.io/")
-
-
-@dataclass(frozen=True)
-class AccountState:
-    """What a step needs to know of a ServiceAccount."""
-
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    secrets: tuple[str, ...]  # token Secrets the token controller created (Kubernetes < 1.24)
-    image_pull_secrets: tuple[str, ...]
-    automount: bool | None
-    resource_version: str
 
 
 def token_secret_name(account: str) -> str:
@@ -115,25 +102,6 @@ def uses_account(pod_spec: Obj, account: str, *, token: bool = True) -> bool:
     return token and token_secret_name(account) in references.referenced_secrets(pod_spec)
 
 
-def referrers_of(account: str, objects: guard.NamespaceObjects) -> list[guard.Referrer]:
-    """Pods running as the account, pod templates and live ReplicaSets naming it, and token mounts."""
-    found: list[guard.Referrer] = []
-    pools: list[tuple[str, Sequence[Obj]]] = [
-        ("Pod", objects.pods),
-        ("Deployment", objects.deployments),
-        ("StatefulSet", objects.stateful_sets),
-        ("DaemonSet", objects.daemon_sets),
-        ("Job", objects.jobs),
-        ("CronJob", objects.cron_jobs),
-        ("ReplicaSet", [rs for rs in objects.replica_sets if (rs.get("spec") or {}).get("replicas", 1) > 0]),
-    ]
-    for kind, pool in pools:
-        for obj in pool:
-            if uses_account(references.pod_spec_of({**obj, "kind": kind}), account):
-                found.append(guard.Referrer(kind, obj["metadata"]["name"]))
-    return found
-
-
 def token_used_since(token_labels: Mapping[str, str], switched_at: datetime) -> bool:
     """Whether the cluster saw the legacy token used on or after the switch day (Kubernetes >= 1.28).
 
@@ -146,14 +114,3 @@ def token_used_since(token_labels: Mapping[str, str], switched_at: datetime) -> 
         return date.fromisoformat(last_used) >= switched_at.date()
     except ValueError:
         return True  # unreadable: assume in use, never delete on a guess
-
-
-def not_used(candidate: guard.Candidate, objects: guard.NamespaceObjects) -> guard.Verdict | None:
-    found = referrers_of(candidate.name, objects)
-    if not found:
-        return None
-    message = f"ServiceAccount {candidate.name} is still used by {guard.describe(found)}"
-    return guard.Verdict(False, "StillReferenced", message, tuple(found))
-
-
-CHAIN: tuple[guard.Check, ...] = (guard.created_by_this_rotation, guard.not_in_use, not_used)

@@ -43,6 +43,7 @@ class Reason(enum.StrEnum):
     VERIFICATION_FAILED = "VerificationFailed"
     MISSING_KEY = "MissingKey"
     TARGET_PAUSED = "TargetPaused"
+    TARGET_NOT_ROLLING = "TargetNotRolling"
     INVALID_SPEC = "InvalidSpec"
     STAGED_VERSION_CONFLICT = "StagedVersionConflict"
     ROLLBACK_FAILED = "RollbackFailed"

@@ -19,7 +19,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, guard, spec as model, names, planner
+from secretrotation.core import accounts, names, objects, plan, planner, record, world
+from secretrotation.core import spec as model
 from secretrotation.shell.kubejson import raw, untyped
 
 JSON_PATCH = "application/json-patch+json"
@@ -54,12 +55,12 @@ class Cluster:
 
     def observe(
         self,
-        resource: planner.Resource,
+        resource: world.Resource,
         now: datetime,
         claims: dict[tuple[str, str], str],
-    ) -> planner.Observed:
+    ) -> world.Observed:
         namespace = resource.namespace
-        objects = guard.NamespaceObjects(
+        found = world.NamespaceObjects(
             pods=_items(self.core.list_namespaced_pod, namespace),
             deployments=_items(self.apps.list_namespaced_deployment, namespace),
             stateful_sets=_items(self.apps.list_namespaced_stateful_set, namespace),
@@ -74,14 +75,15 @@ class Cluster:
             name: self.secret_state(namespace, name) for name in planner.secrets_to_fetch(resource, service_accounts)
         }
         account_rotation = planner.is_account_rotation(resource)
+        verifying = record.read(resource.status).phase is record.Phase.VERIFYING
         from_name = (resource.spec.get("from") or {}).get("secretName")
         from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
-        return planner.Observed(
+        return world.Observed(
             now=now,
-            objects=objects,
+            objects=found,
             secrets=secrets,
             from_secret_keys=from_state.keys if from_state else None,
-            mount_failures=self._mount_failures(namespace) if resource.status.get("phase") == "Verifying" else {},
+            mount_failures=self._mount_failures(namespace) if verifying else {},
             claims=claims,
             service_accounts=service_accounts,
             bindings=self._bindings(namespace) if account_rotation else (),
@@ -96,7 +98,7 @@ class Cluster:
         minor = int("".join(ch for ch in version["minor"] if ch.isdigit()))
         return int(version["major"]) == 1 and minor < 24
 
-    def account_state(self, namespace: str, name: str) -> accounts.AccountState | None:
+    def account_state(self, namespace: str, name: str) -> world.AccountState | None:
         try:
             account = raw(self.core.read_namespaced_service_account, name, namespace)
         except ApiException as error:
@@ -104,7 +106,7 @@ class Cluster:
                 return None
             raise
         meta = account["metadata"]
-        return accounts.AccountState(
+        return world.AccountState(
             name=name,
             labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {},
@@ -151,7 +153,7 @@ class Cluster:
             raise ApiException(status=response.status, reason=response.reason)
         return json.loads(response.data)
 
-    def secret_state(self, namespace: str, name: str) -> planner.SecretState | None:
+    def secret_state(self, namespace: str, name: str) -> world.SecretState | None:
         """What the operator keeps of a Secret: names and metadata, never values."""
         try:
             secret = raw(self.core.read_namespaced_secret, name, namespace)
@@ -160,7 +162,7 @@ class Cluster:
                 return None
             raise
         meta = secret["metadata"]
-        return planner.SecretState(
+        return world.SecretState(
             name=name,
             labels=meta.get("labels") or {},
             keys=frozenset(secret.get("data") or {}),
@@ -175,29 +177,29 @@ class Cluster:
         first: dict[str, datetime] = {}
         for event in events:
             pod = event.get("involvedObject", {}).get("name")
-            when = planner.parse_time(event.get("firstTimestamp") or event.get("eventTime"))
+            when = objects.parse_time(event.get("firstTimestamp") or event.get("eventTime"))
             if pod and when and (pod not in first or when < first[pod]):
                 first[pod] = when
         return first
 
     # -- acting ---------------------------------------------------------------------------------
 
-    def perform(self, namespace: str, rotation: str, action: planner.Action) -> None:
-        if isinstance(action, planner.CreateVersion):
+    def perform(self, namespace: str, rotation: str, action: plan.Action) -> None:
+        if isinstance(action, plan.CreateVersion):
             self.create_version(namespace, rotation, action)
-        elif isinstance(action, planner.PatchWorkload):
+        elif isinstance(action, plan.PatchWorkload):
             self.patch_workload(namespace, action)
-        elif isinstance(action, planner.DeletePod):
+        elif isinstance(action, plan.DeletePod):
             self.delete_pod(namespace, action)
-        elif isinstance(action, planner.DeleteSecret):
+        elif isinstance(action, plan.DeleteSecret):
             self.delete_secret(namespace, action)
-        elif isinstance(action, planner.CreateAccount):
+        elif isinstance(action, plan.CreateAccount):
             manifest = accounts.account_manifest(action.name, rotation, action.revision, action.source)
             self._create(self.core.create_namespaced_service_account, namespace, manifest)
-        elif isinstance(action, planner.CreateTokenSecret):
+        elif isinstance(action, plan.CreateTokenSecret):
             manifest = accounts.token_secret_manifest(action.account, rotation, action.revision)
             self._create(self.core.create_namespaced_secret, namespace, manifest)
-        elif isinstance(action, planner.PatchBinding):
+        elif isinstance(action, plan.PatchBinding):
             self.patch_binding(namespace, action)
         else:
             self.delete_account(namespace, action)
@@ -210,7 +212,7 @@ class Cluster:
                 name = manifest["metadata"]["name"]
                 raise RuntimeError(f"creating {manifest['kind']} {name}: {safe_api_error(error)}") from None
 
-    def patch_binding(self, namespace: str, action: planner.PatchBinding) -> None:
+    def patch_binding(self, namespace: str, action: plan.PatchBinding) -> None:
         operations = [dict(op) for op in action.operations]
         try:
             if action.kind == "ClusterRoleBinding":
@@ -226,7 +228,7 @@ class Cluster:
                 raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
             raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
 
-    def create_version(self, namespace: str, rotation: str, action: planner.CreateVersion) -> None:
+    def create_version(self, namespace: str, rotation: str, action: plan.CreateVersion) -> None:
         spec = action.spec
         if spec.from_secret is not None:
             source = raw(self.core.read_namespaced_secret, spec.from_secret, namespace)
@@ -253,7 +255,7 @@ class Cluster:
             if error.status != 409:  # already staged by an earlier attempt: the planner checks it
                 raise RuntimeError(f"creating Secret {action.name}: {safe_api_error(error)}") from None
 
-    def patch_workload(self, namespace: str, action: planner.PatchWorkload) -> None:
+    def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> None:
         operations: list[dict[str, Any]] = []
         for change in action.changes:
             operations.append({"op": "test", "path": change.path, "value": change.old})
@@ -270,16 +272,16 @@ class Cluster:
                 raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
             raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
 
-    def delete_pod(self, namespace: str, action: planner.DeletePod) -> None:
+    def delete_pod(self, namespace: str, action: plan.DeletePod) -> None:
         self._delete(
             self.core.delete_namespaced_pod, "Pod", action.name, namespace, client.V1Preconditions(uid=action.uid)
         )
 
-    def delete_secret(self, namespace: str, action: planner.DeleteSecret) -> None:
+    def delete_secret(self, namespace: str, action: plan.DeleteSecret) -> None:
         precondition = client.V1Preconditions(resource_version=action.resource_version)
         self._delete(self.core.delete_namespaced_secret, "Secret", action.name, namespace, precondition)
 
-    def delete_account(self, namespace: str, action: planner.DeleteAccount) -> None:
+    def delete_account(self, namespace: str, action: plan.DeleteAccount) -> None:
         precondition = client.V1Preconditions(resource_version=action.resource_version)
         self._delete(
             self.core.delete_namespaced_service_account, "ServiceAccount", action.name, namespace, precondition

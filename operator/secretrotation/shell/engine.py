@@ -24,12 +24,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from secretrotation.core import plan, planner, record, world
 from secretrotation.shell import cluster, metrics
-from secretrotation.core import guard, planner
 
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
-EventPoster = Callable[[Mapping[str, Any], planner.Event], None]
+EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
 COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, at most ~3 per second
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 
@@ -54,8 +54,7 @@ class _Tracked:
 
     @property
     def busy(self) -> bool:
-        status = self.status
-        return bool(status.get("rotation") or status.get("pendingDeletion"))
+        return record.read(self.status).busy
 
 
 class Engine:
@@ -82,19 +81,9 @@ class Engine:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._stop(key)
         metrics.forget(*key)
-        status = body.get("status") or {}
-        kept = [
-            name
-            for name in [
-                status.get("currentSecret"),
-                *(status.get("retainedSecrets") or []),
-                *(entry.get("name") for entry in status.get("pendingDeletion") or []),
-                (status.get("rotation") or {}).get("secret"),
-            ]
-            if name
-        ]
+        kept = sorted(record.read(body.get("status") or {}).versions_of_interest())
         message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
-        self.post_event(body, planner.Event("VersionsLeftInPlace", message))
+        self.post_event(body, plan.Event("VersionsLeftInPlace", message))
 
     def namespace_changed(self, namespace: str) -> None:
         """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
@@ -139,7 +128,7 @@ class Engine:
                 problem = describe_error(error)
                 log.warning("%s/%s: step failed (%s); retrying in %.0fs", *key, problem, delay)
                 if failures == 1:
-                    self.post_event(tracked.body, planner.Event("StepFailed", f"{problem}; retrying", warning=True))
+                    self.post_event(tracked.body, plan.Event("StepFailed", f"{problem}; retrying", warning=True))
                 await self._sleep(tracked, delay)
                 continue
             if step.requeue:
@@ -160,15 +149,16 @@ class Engine:
         for (ns, name), tracked in self.tracked.items():
             if ns != namespace or name == exclude:
                 continue
-            for target in (tracked.status.get("rotation") or {}).get("targets") or []:
-                claims[(target["kind"], target["name"])] = name
+            rotation = record.read(tracked.status).rotation
+            for target in rotation.targets if rotation is not None else ():
+                claims[(target.kind, target.name)] = name
         return claims
 
-    async def _step(self, key: Key, tracked: _Tracked) -> planner.Plan:
+    async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:
         namespace, name = key
         body = tracked.body
         before = dict(tracked.status)
-        resource = planner.Resource(
+        resource = world.Resource(
             name=name,
             namespace=namespace,
             generation=int(body["metadata"].get("generation") or 0),
@@ -178,29 +168,29 @@ class Engine:
         )
         now = datetime.now(UTC)
         if planner.is_quiet(resource, now):
-            observed = planner.Observed(now=now, objects=guard.NamespaceObjects(), secrets={})
+            observed = planner.quiet_observation(now)
             return await self._apply(key, tracked, resource, planner.plan(resource, observed))
         # Claiming workloads happens in Staging; one claim at a time per namespace.
         lock = self.claim_locks.setdefault(namespace, asyncio.Lock())
-        async with lock if before.get("phase") == planner.Phase.STAGING.value else contextlib.nullcontext():
+        staging = record.read(before).phase is record.Phase.STAGING
+        async with lock if staging else contextlib.nullcontext():
             observed = await asyncio.to_thread(self.cluster.observe, resource, now, self._claims(namespace, name))
             step = planner.plan(resource, observed)
             return await self._apply(key, tracked, resource, step)
 
-    async def _apply(self, key: Key, tracked: _Tracked, resource: planner.Resource, step: planner.Plan) -> planner.Plan:
+    async def _apply(self, key: Key, tracked: _Tracked, resource: world.Resource, step: plan.Plan) -> plan.Plan:
         namespace, name = key
         for action in step.actions:
             await asyncio.to_thread(self.cluster.perform, namespace, name, action)
         if step.status != resource.status:
             await asyncio.to_thread(self.cluster.write_status, namespace, name, step.status)
             tracked.written = step.status
-            if resource.status.get("rotation") and not step.status.get("rotation"):
+            before, after = record.read(resource.status), record.read(step.status)
+            if before.rotation is not None and after.rotation is None:
                 self.namespace_changed(namespace)  # its workloads are free: wake whoever waits for them
-            if step.status.get("phase") != resource.status.get("phase"):
-                log.info(
-                    "%s/%s: %s -> %s", namespace, name, resource.status.get("phase") or "new", step.status["phase"]
-                )
+            if after.phase is not before.phase or not resource.status:
+                log.info("%s/%s: %s -> %s", namespace, name, before.phase if resource.status else "new", after.phase)
         for event in step.events:
             self.post_event(tracked.body, event)
-        metrics.record(namespace, name, resource.status, step, time.time())
+        metrics.update(namespace, name, resource.status, step, time.time())
         return step

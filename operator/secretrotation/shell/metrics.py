@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from secretrotation.core import planner
+from secretrotation.core import plan, record
 
 ROTATIONS_STARTED = Counter(
     "secretrotation_rotations_started_total", "Rotations started.", ["namespace", "name", "reason"]
@@ -50,40 +50,31 @@ STEP_ERRORS = Counter(
 )
 
 
-def _epoch(text: str | None) -> float | None:
-    moment = planner.parse_time(text)
-    return moment.timestamp() if moment else None
-
-
-def record(namespace: str, name: str, before: Mapping[str, Any], step: planner.Plan, now_epoch: float) -> None:
+def update(namespace: str, name: str, before_status: Mapping[str, Any], step: plan.Plan, now_epoch: float) -> None:
     """Update every metric from one step: its status transition, actions and events."""
-    after = step.status
-    old, new = before.get("rotation"), after.get("rotation")
-    if new and (not old or old.get("revision") != new.get("revision")):
-        ROTATIONS_STARTED.labels(namespace, name, new.get("reason", "")).inc()
-    if old and not new:
-        result = "succeeded" if int(after.get("revision") or 0) >= int(old.get("revision") or 0) else "failed"
+    before, after = record.read(before_status), record.read(step.status)
+    old, new = before.rotation, after.rotation
+    if new is not None and (old is None or old.revision != new.revision):
+        ROTATIONS_STARTED.labels(namespace, name, new.trigger).inc()
+    if old is not None and new is None:
+        result = "succeeded" if after.revision >= old.revision else "failed"
         ROTATIONS_FINISHED.labels(namespace, name, result).inc()
-        started = _epoch(old.get("startedAt"))
-        if started is not None:
-            ROTATION_DURATION.labels(result).observe(max(0.0, now_epoch - started))
-    if before.get("phase") == planner.Phase.ROLLING_OUT.value:
+        ROTATION_DURATION.labels(result).observe(max(0.0, now_epoch - old.started_at.timestamp()))
+    if before.phase is record.Phase.ROLLING_OUT:
         for action in step.actions:
-            if isinstance(action, planner.PatchWorkload):
+            if isinstance(action, plan.PatchWorkload):
                 WORKLOADS_ROLLED.labels(namespace, action.kind).inc()
     for event in step.events:
         if event.reason == "CollectionBlocked":
             GC_BLOCKED.labels(namespace, name).inc()
-    CURRENT_REVISION.labels(namespace, name).set(int(after.get("revision") or 0))
-    for gauge, field in ((LAST_SUCCESS, "lastRotationTime"), (NEXT_ROTATION, "nextRotationTime")):
-        value = _epoch(after.get(field))
-        if value is not None:
-            gauge.labels(namespace, name).set(value)
+    CURRENT_REVISION.labels(namespace, name).set(after.revision)
+    for gauge, moment in ((LAST_SUCCESS, after.last_rotation_time), (NEXT_ROTATION, after.next_rotation_time)):
+        if moment is not None:
+            gauge.labels(namespace, name).set(moment.timestamp())
         else:
             _remove(gauge, namespace, name)
-    current = after.get("phase") or planner.Phase.IDLE.value
-    for phase in planner.Phase:
-        PHASE.labels(namespace, name, phase.value).set(1 if phase.value == current else 0)
+    for phase in record.Phase:
+        PHASE.labels(namespace, name, phase.value).set(1 if phase is after.phase else 0)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:
@@ -95,5 +86,5 @@ def forget(namespace: str, name: str) -> None:
     """Drop the per-resource series of a deleted SecretRotation."""
     for gauge in (CURRENT_REVISION, LAST_SUCCESS, NEXT_ROTATION):
         _remove(gauge, namespace, name)
-    for phase in planner.Phase:
+    for phase in record.Phase:
         _remove(PHASE, namespace, name, phase.value)

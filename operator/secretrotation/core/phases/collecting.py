@@ -1,0 +1,81 @@
+"""CollectingGarbage: delete old versions beyond ``retain``, each only past every collect rule.
+
+Also run while idle whenever a deletion is blocked, so a version is collected as
+soon as its last referrer goes (a watch on pods and workloads wakes the step).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from secretrotation.core import names
+from secretrotation.core.conditions import truncate
+from secretrotation.core.phases.step import Step
+from secretrotation.core.plan import Plan
+from secretrotation.core.record import Adopted, Blocked, Phase
+from secretrotation.core.rules import collect as rules
+from secretrotation.core.rules.health import earliest
+
+# Watches on pods, workloads, Jobs and ServiceAccounts retry a blocked deletion; CronJobs
+# are not watched (their API version differs across clusters), so look again now and then.
+BLOCKED_RECHECK = timedelta(minutes=10)
+
+
+def collecting_garbage(step: Step) -> Plan:
+    return collect(step, finish=True)
+
+
+def collect(step: Step, *, finish: bool) -> Plan:
+    rec, spec = step.record, step.spec
+    current = rec.current
+    retired = step.rotation.previous if finish else None
+    old = [n for n in dict.fromkeys([*([retired] if retired else []), *(rec.retained or [])]) if n != current]
+    old.sort(key=lambda n: names.parse_revision(spec.base_name, n) or 0, reverse=True)
+    # The adopted base is not a version: it never takes a place in the retain window.
+    window = set([n for n in old if n != spec.base_name][: spec.retain])
+    candidates = [*old, *(e.name for e in rec.pending_deletion if e.name not in old and e.name != current)]
+    kept: list[str] = []
+    blocked: list[Blocked] = []
+    for name in candidates:
+        removal = step.credential.removal(
+            step.context, name, current, within_retain=name in window, switched_at=rec.last_rotation_time
+        )
+        if removal is None:
+            continue  # already gone
+        finding = rules.judge(removal.candidate)
+        if finding is None:
+            step.actions.extend(removal.actions)
+            step.event("GarbageCollected", f"deleted {spec.credential_kind} {name}")
+        elif finding.reason == "Retained":
+            kept.append(name)
+        elif finding.reason in rules.KEEP_REASONS:
+            continue
+        elif finding.reason == rules.NOT_OWNED:
+            step.event("NotCollected", finding.message, warning=True)
+        else:
+            blocked.append(Blocked(name, finding.reason, truncate(finding.message)))
+            if not any(e.name == name and e.message == finding.message for e in step.before.pending_deletion):
+                step.event("CollectionBlocked", finding.message, warning=True)
+    rec.retained = kept
+    rec.pending_deletion = blocked
+    _check_adopted(step)
+    if finish:
+        rec.phase = Phase.IDLE
+        rec.rotation = None
+    step.settled()
+    recheck = step.now + BLOCKED_RECHECK if blocked else None
+    return step.done(wake_at=earliest(rec.next_rotation_time, recheck))
+
+
+def _check_adopted(step: Step) -> None:
+    adopted = step.record.adopted
+    if adopted is None or not adopted.referenced:
+        return
+    if step.credential.referrers(adopted.name, step.observed.objects):
+        return
+    step.record.adopted = Adopted(adopted.name, referenced=False)
+    step.event(
+        "AdoptedSecretUnreferenced",
+        f"{step.spec.credential_kind} {adopted.name} (adopted, not created by this rotation) is no longer "
+        "referenced; it is left in place for you to remove",
+    )

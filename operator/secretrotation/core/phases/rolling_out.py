@@ -1,0 +1,41 @@
+"""RollingOut: switch every target to the new version, each by a patch that first tests the old values.
+
+A target already switched (by an earlier, interrupted step) is recorded as
+switched; one that holds neither the old nor the new values was changed by
+someone else, and the rotation fails and rolls back what it did switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from secretrotation.core.conditions import Reason
+from secretrotation.core.objects import value_at
+from secretrotation.core.phases import failing
+from secretrotation.core.phases.step import Step
+from secretrotation.core.plan import PatchWorkload, Plan
+from secretrotation.core.record import Phase, Target
+
+
+def rolling_out(step: Step) -> Plan:
+    rotation = step.rotation
+    targets: list[Target] = list(rotation.targets)
+    for index, target in enumerate(targets):
+        workload = step.observed.objects.workload(target.kind, target.name)
+        values = [value_at(workload, c.path) for c in target.changes] if workload is not None else []
+        if workload is not None and all(v == c.new for v, c in zip(values, target.changes, strict=True)):
+            targets[index] = replace(target, switched=True)
+        elif workload is not None and all(v == c.old for v, c in zip(values, target.changes, strict=True)):
+            step.actions.append(PatchWorkload(target.kind, target.name, target.changes))
+            targets[index] = replace(target, switched=True)
+        else:
+            # Record what this step did switch, so that the rollback reverts it.
+            step.record.rotation = rotation.with_targets(targets)
+            problem = "disappeared" if workload is None else "was changed by someone else"
+            return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} {problem} during the rollout")
+    step.record.rotation = rotation = rotation.with_targets(targets)
+    step.record.phase = Phase.VERIFYING
+    for target in targets:
+        step.event("RollingOut", f"{target.label} switched to {rotation.version}")
+    step.in_flight(Reason.VERIFYING, f"verifying {len(targets)} workloads on {rotation.version}")
+    return step.done(requeue=True)

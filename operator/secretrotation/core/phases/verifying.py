@@ -1,0 +1,72 @@
+"""Verifying: every switched workload must roll out, and its new pods become Ready and stay Ready.
+
+The rules live in ``rules.health``; this phase asks them for each target, fails
+the rotation at the first finding, and promotes the new version once all pass.
+"""
+
+from __future__ import annotations
+
+from secretrotation.core import references
+from secretrotation.core.conditions import Reason, truncate
+from secretrotation.core.phases import failing
+from secretrotation.core.phases.step import Step
+from secretrotation.core.plan import Plan
+from secretrotation.core.record import Adopted, Phase, TargetReport
+from secretrotation.core.rules import health, trigger
+from secretrotation.core.world import Obj
+
+MAX_STATUS_TARGETS = 64
+
+
+def verifying(step: Step) -> Plan:
+    rotation = step.rotation
+    new, credential = rotation.version, step.credential
+    reports: list[TargetReport] = []
+    pending: list[str] = []
+    wake_at = rotation.deadline
+
+    def on_new_version(pod: Obj) -> bool:
+        return credential.uses(references.pod_spec_of({**pod, "kind": "Pod"}), new)
+
+    for target in rotation.targets:
+        workload = step.observed.objects.workload(target.kind, target.name)
+        if workload is None:
+            return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} disappeared during verification")
+        view, wake = health.view_of(workload, on_new_version, step.observed, step.spec.verify.stable_for)
+        verdict = health.judge(view, wake)
+        if verdict.failure is not None:
+            return failing.fail(step, Reason(verdict.failure.reason), verdict.failure.message)
+        state = "Verified" if verdict.done else "Verifying"
+        reports.append(TargetReport(target.kind, target.name, state, truncate(verdict.message), new))
+        if not verdict.done:
+            pending.append(verdict.message)
+            wake_at = health.earliest(wake_at, verdict.wake_at)
+    step.record.targets = reports[:MAX_STATUS_TARGETS]
+    if pending:
+        late = health.within_deadline(rotation.deadline, step.now, step.spec.verify.timeout, pending[0])
+        if late is not None:
+            return failing.fail(step, Reason(late.reason), late.message)
+        step.in_flight(Reason.VERIFYING, "; ".join(pending[:3]))
+        return step.done(wake_at=wake_at)
+    for target in rotation.targets:
+        step.event("Verified", f"{target.label} verified on {new}")
+    return promote(step)
+
+
+def promote(step: Step) -> Plan:
+    """The new version is in use: record it, reset the failure count, and go on to collect old versions."""
+    rec, rotation, spec, now = step.record, step.rotation, step.spec, step.now
+    rec.revision = rotation.revision
+    rec.current = rotation.version
+    rec.last_rotation_time = now
+    rec.next_rotation_time = trigger.next_rotation_after_success(spec, now)
+    rec.consecutive_failures = 0
+    rec.last_failure = None
+    rec.last_failure_time = None
+    rec.failed_generation = 0
+    if rotation.previous == spec.base_name:
+        rec.adopted = Adopted(spec.base_name, referenced=True)
+    rec.phase = Phase.COLLECTING_GARBAGE
+    step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision})")
+    step.in_flight(Reason.COLLECTING_GARBAGE, "collecting old versions")
+    return step.done(requeue=True)

@@ -1,0 +1,97 @@
+"""What one step decided: the actions for the shell to perform in order, the Events, and the status to write.
+
+The shell performs every action, then writes ``status``. Every action is safe to
+repeat: a step interrupted after any action re-plans from the old status and a
+fresh observation, and plans the same action, or finds it done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from secretrotation.core.record import Change
+from secretrotation.core.spec import RotationSpec
+from secretrotation.core.world import AccountState
+
+
+@dataclass(frozen=True)
+class CreateVersion:
+    name: str
+    revision: int
+    spec: RotationSpec
+
+
+@dataclass(frozen=True)
+class PatchWorkload:
+    """Apply ``changes`` atomically; each is tested to still hold ``old`` first."""
+
+    kind: str
+    name: str
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class DeleteSecret:
+    name: str
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class CreateAccount:
+    """Stage a ServiceAccount version, copying from ``source`` (the account in use), if any."""
+
+    name: str
+    revision: int
+    source: AccountState | None
+
+
+@dataclass(frozen=True)
+class CreateTokenSecret:
+    account: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class PatchBinding:
+    """A JSON patch to a RoleBinding or ClusterRoleBinding, tested against the version judged."""
+
+    kind: str
+    name: str
+    operations: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class DeleteAccount:
+    name: str
+    resource_version: str
+
+
+Action = (
+    CreateVersion | PatchWorkload | DeletePod | DeleteSecret | CreateAccount | CreateTokenSecret | PatchBinding
+    | DeleteAccount
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: dict[str, Any]
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    requeue: bool = False  # step again as soon as this one is done
+    wake_at: datetime | None = None  # step again then, even without a watch event

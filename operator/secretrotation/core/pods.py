@@ -1,0 +1,195 @@
+"""Is this pod healthy? The checks kubectl does not make.
+
+Containers stuck in a waiting reason that will not clear by itself, volumes
+that fail to mount, and a stability window after Ready, so that a pod that
+crashes a few seconds after starting is not taken for healthy. Pure functions
+over pods as the API returns them in JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from secretrotation.core.objects import (
+    mapping,
+    mappings,
+    name_of,
+    parse_timestamp,
+    str_at,
+)
+
+# How long a volume may fail to mount before the pod counts as failed: the kubelet
+# retries mounts, and a Secret created a moment ago may not have reached it yet.
+MOUNT_GRACE = timedelta(seconds=10)
+
+FAIL_FAST_WAITING_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+    }
+)
+
+
+class PodState(enum.Enum):
+    """Where a pod stands in verification."""
+
+    FAILED = "Failed"
+    WAITING = "Waiting"
+    STABLE = "Stable"
+
+
+@dataclass(frozen=True)
+class PodVerdict:
+    """The verdict on one pod.
+
+    ``reason`` is CamelCase: a waiting reason from FAIL_FAST_WAITING_REASONS,
+    ``FailedMount``, ``Terminating``, ``NotReady``, ``Stabilizing`` or
+    ``Stable``. ``message`` names only the pod, containers and reasons, never
+    kubelet's free text, which can quote Secret data.
+    """
+
+    pod: str
+    state: PodState
+    reason: str
+    message: str
+
+
+def pod_verdict(
+    pod: Mapping[str, Any],
+    *,
+    now: datetime,
+    stable_for: timedelta,
+    mount_failure_since: datetime | None = None,
+    mount_grace: timedelta = MOUNT_GRACE,
+) -> PodVerdict:
+    """Whether ``pod`` has failed, is still settling, or is stable.
+
+    Checks, first match wins: a container or init container waiting with a
+    reason in FAIL_FAST_WAITING_REASONS (FAILED); a ``FailedMount`` Event seen
+    since ``mount_failure_since`` on a pod still not Ready after ``mount_grace``
+    (FAILED); deletion under way (WAITING ``Terminating``); not Ready (WAITING
+    ``NotReady``); Ready for less than ``stable_for`` since it last turned Ready
+    or a container last exited (WAITING ``Stabilizing``); otherwise STABLE.
+    ``now`` and ``mount_failure_since`` must be timezone-aware.
+    """
+    failure = _failure_verdict(pod, now, mount_failure_since, mount_grace)
+    return failure if failure is not None else _readiness_verdict(pod, now, stable_for)
+
+
+def _failure_verdict(
+    pod: Mapping[str, Any],
+    now: datetime,
+    mount_failure_since: datetime | None,
+    mount_grace: timedelta,
+) -> PodVerdict | None:
+    name = name_of(pod)
+    for container, reason in _waiting_reasons(pod):
+        if reason in FAIL_FAST_WAITING_REASONS:
+            return PodVerdict(
+                name,
+                PodState.FAILED,
+                reason,
+                f"pod {name}: container {container} is waiting: {reason}",
+            )
+    if mount_failure_since is None or _ready_condition(pod) is not None:
+        return None
+    failing_for = now - mount_failure_since
+    if failing_for < mount_grace:
+        return None
+    return PodVerdict(
+        name,
+        PodState.FAILED,
+        "FailedMount",
+        f"pod {name}: volumes have failed to mount for {_whole_seconds(failing_for)}s: FailedMount",
+    )
+
+
+def _readiness_verdict(pod: Mapping[str, Any], now: datetime, stable_for: timedelta) -> PodVerdict:
+    name = name_of(pod)
+    if mapping(pod.get("metadata")).get("deletionTimestamp"):
+        return PodVerdict(name, PodState.WAITING, "Terminating", f"pod {name} is terminating")
+    ready = _ready_condition(pod)
+    if ready is None:
+        unready = ", ".join(_unready_containers(pod))
+        detail = f"; containers not ready: {unready}" if unready else ""
+        return PodVerdict(name, PodState.WAITING, "NotReady", f"pod {name} is not Ready{detail}")
+    # Without any timestamp we cannot show the pod has been stable, so we count
+    # from now: a malformed status delays the verdict rather than passing it.
+    since = max(_stability_events(pod, ready), default=now)
+    stable = now - since
+    if stable >= stable_for:
+        return PodVerdict(
+            name,
+            PodState.STABLE,
+            "Stable",
+            f"pod {name} has been Ready and stable for {_whole_seconds(stable)}s",
+        )
+    remaining = math.ceil((stable_for - stable).total_seconds())
+    return PodVerdict(
+        name,
+        PodState.WAITING,
+        "Stabilizing",
+        f"pod {name} is Ready; {remaining}s left until it has been stable for {_whole_seconds(stable_for)}s",
+    )
+
+
+def _ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod's Ready condition if it is True, else None."""
+    for condition in mappings(mapping(pod.get("status")).get("conditions")):
+        if condition.get("type") == "Ready":
+            return condition if condition.get("status") == "True" else None
+    return None
+
+
+def _stability_events(pod: Mapping[str, Any], ready: Mapping[str, Any]) -> Iterator[datetime]:
+    """When the pod last turned Ready and when each container last exited."""
+    yield from _timestamp(ready.get("lastTransitionTime"))
+    for _, status in _container_statuses(pod):
+        terminated = mapping(mapping(status.get("lastState")).get("terminated"))
+        yield from _timestamp(terminated.get("finishedAt"))
+
+
+def _waiting_reasons(pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for container, status in _container_statuses(pod):
+        reason = mapping(mapping(status.get("state")).get("waiting")).get("reason")
+        if isinstance(reason, str):
+            yield container, reason
+
+
+def _unready_containers(pod: Mapping[str, Any]) -> Iterator[str]:
+    statuses = mapping(pod.get("status")).get("containerStatuses")
+    for status in mappings(statuses):
+        if status.get("ready") is not True:
+            yield str_at(status, "name")
+
+
+def _container_statuses(
+    pod: Mapping[str, Any],
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(container label, status) for init containers, then containers."""
+    status = mapping(pod.get("status"))
+    for field, label in (
+        ("initContainerStatuses", "init container"),
+        ("containerStatuses", ""),
+    ):
+        for container_status in mappings(status.get(field)):
+            container = str_at(container_status, "name")
+            yield (f"{label} {container}".strip(), container_status)
+
+
+def _timestamp(value: Any) -> Iterator[datetime]:
+    if isinstance(value, str) and value:
+        yield parse_timestamp(value)
+
+
+def _whole_seconds(duration: timedelta) -> int:
+    return int(duration.total_seconds())

@@ -1,0 +1,136 @@
+"""May the rotation go ahead? Checks asked before anything is switched.
+
+A refusal here costs nothing: no workload has been touched, and the staged
+version (if any) is dropped. Every check that can be made before the switch is
+made here, so a rotation never fails half-way for a reason it could have seen.
+
+* staging: the ``from`` Secret exists and holds data; a Secret or account with the
+  staged name is ours and intact; a namespace has opted in before bindings are carried;
+* per target: a paused Deployment or an ``OnDelete`` workload would never roll;
+  every key a consumer reads is in the new version;
+* overlap: a workload another rotation is switching right now is waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from secretrotation.core import names, rollout
+from secretrotation.core.conditions import Reason
+from secretrotation.core.rules import Finding, first
+from secretrotation.core.world import AccountState, Obj, SecretState
+
+# -- staging ------------------------------------------------------------------------------------
+
+
+def from_secret_has_data(from_secret: str | None, keys: frozenset[str] | None) -> Finding | None:
+    if from_secret is None or keys:
+        return None
+    problem = "is missing" if keys is None else "holds no data"
+    return Finding(Reason.INVALID_SPEC, f"spec.from.secretName: Secret {from_secret} {problem}")
+
+
+def staged_secret_is_ours(
+    staged: SecretState, rotation: str, revision: int, secret_type: str, expected_keys: frozenset[str] | None
+) -> Finding | None:
+    """A Secret with the staged name is adopted only if it is this rotation's intact, immutable version."""
+    if any(staged.labels.get(k) != v for k, v in names.version_labels(rotation, revision).items()):
+        return Finding(
+            Reason.STAGED_VERSION_CONFLICT,
+            f"Secret {staged.name} exists but was not staged by this rotation; rename or remove it",
+        )
+    if not staged.immutable or staged.type != secret_type:
+        return Finding(
+            Reason.STAGED_VERSION_CONFLICT,
+            f"Secret {staged.name} exists but is not an intact immutable {secret_type} version",
+        )
+    if expected_keys is not None and staged.keys != expected_keys:
+        return Finding(Reason.STAGED_VERSION_CONFLICT, f"Secret {staged.name} exists but its keys differ from the spec")
+    return None
+
+
+def staged_account_is_ours(staged: AccountState, rotation: str, revision: int) -> Finding | None:
+    if any(staged.labels.get(k) != v for k, v in names.version_labels(rotation, revision).items()):
+        return Finding(
+            Reason.STAGED_VERSION_CONFLICT,
+            f"ServiceAccount {staged.name} exists but was not staged by this rotation; rename or remove it",
+        )
+    return None
+
+
+def bindings_may_be_carried(namespace: str, carried: Sequence[Obj], can_bind: bool) -> Finding | None:
+    """The new account joins the bindings of the one in use; only where the namespace opted in."""
+    if not carried or can_bind:
+        return None
+    listed = ", ".join(f"{b['kind']}/{b['metadata']['name']}" for b in carried)
+    return Finding(
+        Reason.BINDING_NOT_PERMITTED,
+        f"namespace {namespace} has not opted in to ServiceAccount rotation: the account in use is bound by "
+        f"{listed}, and the operator may not add subjects there (see deploy/rbac-serviceaccounts.yaml)",
+    )
+
+
+# -- per target -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """A workload about to be switched, and what its consumers would miss in the new version."""
+
+    workload: Obj
+    missing: tuple[str, ...] = ()  # one message per key a consumer reads that the new version lacks
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload['kind']} {self.workload['metadata']['name']}"
+
+
+def deployment_is_not_paused(target: TargetCheck) -> Finding | None:
+    if target.workload["kind"] == "Deployment" and (target.workload.get("spec") or {}).get("paused"):
+        return Finding(Reason.TARGET_PAUSED, f"{target.label} is paused and would not roll; nothing was switched")
+    return None
+
+
+def workload_rolls_by_itself(target: TargetCheck) -> Finding | None:
+    """An ``OnDelete`` StatefulSet or DaemonSet keeps its pods until someone deletes them: it would never roll."""
+    if target.workload["kind"] not in ("StatefulSet", "DaemonSet"):
+        return None
+    strategy = ((target.workload.get("spec") or {}).get("updateStrategy") or {}).get("type") or rollout.ROLLING_UPDATE
+    if strategy == rollout.ROLLING_UPDATE:
+        return None
+    return Finding(
+        Reason.TARGET_NOT_ROLLING,
+        f"{target.label} uses the {strategy} update strategy and would not roll; nothing was switched",
+    )
+
+
+def has_every_key(target: TargetCheck) -> Finding | None:
+    if not target.missing:
+        return None
+    return Finding(Reason.MISSING_KEY, f"{target.label}: {target.missing[0]}; nothing was switched")
+
+
+TARGET_CHAIN: tuple[Callable[[TargetCheck], Finding | None], ...] = (
+    deployment_is_not_paused,
+    workload_rolls_by_itself,
+    has_every_key,
+)
+
+
+def judge_target(target: TargetCheck) -> Finding | None:
+    """Why this workload may not be switched, or None."""
+    return first(TARGET_CHAIN, target)
+
+
+# -- overlap ----------------------------------------------------------------------------------
+
+
+def not_claimed(targets: Sequence[tuple[str, str]], claims: Mapping[tuple[str, str], str]) -> Finding | None:
+    """A workload another rotation is switching right now: wait for it (two rotations never interleave)."""
+    holder = next((claims[t] for t in targets if t in claims), None)
+    if holder is None:
+        return None
+    return Finding(
+        Reason.WAITING_FOR_WORKLOAD, f"waiting for SecretRotation {holder}, which is rotating a shared workload"
+    )

@@ -1,0 +1,155 @@
+"""What one step observed: the resource, the namespace's objects, and the few Secrets fetched by name.
+
+Pure values. The shell fills them; the rules and phases only read them. Of a
+Secret only metadata and key names are ever here, never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from secretrotation.core import references
+from secretrotation.core.spec import selector_matches
+
+Obj = Mapping[str, Any]
+MAX_LISTED_REFERRERS = 5
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The SecretRotation as read from the API."""
+
+    name: str
+    namespace: str
+    generation: int
+    annotations: Mapping[str, str]
+    spec: Obj
+    status: Obj
+
+
+@dataclass(frozen=True)
+class SecretState:
+    """What the operator may know of a Secret: never its values."""
+
+    name: str
+    labels: Mapping[str, str]
+    keys: frozenset[str]
+    immutable: bool
+    type: str
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What a step needs to know of a ServiceAccount."""
+
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    secrets: tuple[str, ...]  # token Secrets the token controller created (Kubernetes < 1.24)
+    image_pull_secrets: tuple[str, ...]
+    automount: bool | None
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class Referrer:
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def describe(referrers: Sequence[Referrer]) -> str:
+    """The first few referrers and how many more: bounded, for conditions and Events."""
+    listed = ", ".join(str(r) for r in referrers[:MAX_LISTED_REFERRERS])
+    rest = len(referrers) - MAX_LISTED_REFERRERS
+    return f"{listed} and {rest} more" if rest > 0 else listed
+
+
+@dataclass(frozen=True)
+class NamespaceObjects:
+    """Everything in one namespace that can reference a Secret or a ServiceAccount."""
+
+    pods: Sequence[Obj] = ()
+    deployments: Sequence[Obj] = ()
+    stateful_sets: Sequence[Obj] = ()
+    daemon_sets: Sequence[Obj] = ()
+    jobs: Sequence[Obj] = ()
+    cron_jobs: Sequence[Obj] = ()
+    replica_sets: Sequence[Obj] = ()
+    service_accounts: Sequence[Obj] = ()
+
+    def workloads(self) -> list[Obj]:
+        """The Deployments, StatefulSets and DaemonSets, each with its ``kind``."""
+        pools = (self.deployments, self.stateful_sets, self.daemon_sets)
+        return [{**obj, "kind": kind} for kind, pool in zip(WORKLOAD_KINDS, pools, strict=True) for obj in pool]
+
+    def workload(self, kind: str, name: str) -> Obj | None:
+        return next((w for w in self.workloads() if w["kind"] == kind and w["metadata"]["name"] == name), None)
+
+    def pod_spec_holders(self) -> Iterator[tuple[str, Obj]]:
+        """Every object whose pod spec can keep a credential in use, with its kind.
+
+        Pods (whatever owns them), the pod templates of Deployments, StatefulSets,
+        DaemonSets, Jobs and CronJobs, and ReplicaSets that still want replicas
+        (a ReplicaSet scaled to zero is a Deployment's history, not a consumer).
+        """
+        pools: tuple[tuple[str, Sequence[Obj]], ...] = (
+            ("Pod", self.pods),
+            ("Deployment", self.deployments),
+            ("StatefulSet", self.stateful_sets),
+            ("DaemonSet", self.daemon_sets),
+            ("Job", self.jobs),
+            ("CronJob", self.cron_jobs),
+            ("ReplicaSet", [rs for rs in self.replica_sets if (rs.get("spec") or {}).get("replicas", 1) > 0]),
+        )
+        for kind, pool in pools:
+            for obj in pool:
+                yield kind, obj
+
+    def pods_of(self, workload: Obj) -> list[Obj]:
+        """The pods a workload's selector matches (none for a workload without a selector)."""
+        selector = (workload.get("spec") or {}).get("selector") or {}
+        if not selector:
+            return []
+        return [p for p in self.pods if selector_matches(selector, p["metadata"].get("labels") or {})]
+
+    def replica_sets_of(self, workload: Obj) -> list[Obj]:
+        uid = workload["metadata"].get("uid")
+        return [
+            rs
+            for rs in self.replica_sets
+            if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])
+        ]
+
+
+def pod_spec(kind: str, obj: Obj) -> Obj:
+    return references.pod_spec_of({**obj, "kind": kind})
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One step's view of the world."""
+
+    now: datetime
+    objects: NamespaceObjects
+    secrets: Mapping[str, SecretState | None]
+    from_secret_keys: frozenset[str] | None = None
+    mount_failures: Mapping[str, datetime] = field(default_factory=dict)
+    claims: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> the rotation switching it
+    service_accounts: Mapping[str, AccountState | None] = field(default_factory=dict)
+    bindings: Sequence[Obj] = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
+    can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
+    auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
+
+    def secret(self, name: str | None) -> SecretState | None:
+        return self.secrets.get(name) if name else None
+
+    def account(self, name: str | None) -> AccountState | None:
+        return self.service_accounts.get(name) if name else None
