@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from secretrotation.core import accounts, guard, spec as model, names, planner
+from secretrotation.core import accounts, names, planner, world
+from secretrotation.core import spec as model
+from secretrotation.core.credentials import AccountCredential, Context, template_changes
+from secretrotation.core.plan import (
+    DeleteAccount,
+    DeleteSecret,
+)
+from secretrotation.core.rules import Finding, collect
+from secretrotation.core.world import AccountState, Observed, Resource, SecretState
 
-SOURCE = accounts.AccountState(
+
+def account_finding(
+    objects: world.NamespaceObjects,
+    name: str = "deployer-v1",
+    labels: Mapping[str, str] | None = None,
+    rotation: str = "deployer",
+    in_use: str = "deployer-v2",
+) -> Finding | None:
+    """What the collect rules say of deleting account ``name`` (None: it may go)."""
+    labels = names.version_labels(rotation, 1) if labels is None else labels
+    account = AccountState(name, labels, {}, (), (), None, "1")
+    observed = Observed(
+        now=datetime(2026, 3, 1, tzinfo=UTC), objects=objects, secrets={}, service_accounts={name: account}
+    )
+    context = Context(rotation, "ns", model.parse_spec({"serviceAccount": {"name": rotation}}), observed)
+    removal = AccountCredential().removal(context, name, in_use, within_retain=False, switched_at=None)
+    assert removal is not None
+    return collect.judge(removal.candidate)
+
+
+SOURCE = AccountState(
     name="deployer",
     labels={"team": "payments"},
     annotations={
@@ -88,29 +117,23 @@ def _template(**pod_spec: Any) -> dict[str, Any]:
 )  # fmt: skip
 def test_the_account_guard_blocks_every_kind_of_use(kind: str, obj: dict[str, Any]) -> None:
     pools = {"Pod": "pods", "Deployment": "deployments", "ReplicaSet": "replica_sets"}
-    objects = guard.NamespaceObjects(**{pools[kind]: [obj]})
-    candidate = guard.Candidate("deployer-v1", names.version_labels("deployer", 1), "deployer", "deployer-v2",
-                                kind="ServiceAccount")  # fmt: skip
+    objects = world.NamespaceObjects(**{pools[kind]: [obj]})
+    finding = account_finding(objects)
 
-    verdict = guard.judge(candidate, objects, accounts.CHAIN)
-
-    assert not verdict.deletable and verdict.reason == "StillReferenced"
-    assert f"{kind}/{obj['metadata']['name']}" in verdict.message
+    assert finding is not None and finding.reason == "StillReferenced"
+    assert f"{kind}/{obj['metadata']['name']}" in finding.message
 
 
 def test_a_replicaset_scaled_to_zero_does_not_block() -> None:
     rs = {"metadata": {"name": "old"}, "spec": {"replicas": 0, "template": {"spec": {"serviceAccountName": "a-v1"}}}}
-    candidate = guard.Candidate("a-v1", names.version_labels("a", 1), "a", "a-v2", kind="ServiceAccount")
-
-    assert guard.judge(candidate, guard.NamespaceObjects(replica_sets=[rs]), accounts.CHAIN).deletable
+    assert account_finding(world.NamespaceObjects(replica_sets=[rs]), "a-v1", rotation="a", in_use="a-v2") is None
 
 
 def test_an_account_this_rotation_did_not_create_is_never_collected() -> None:
-    candidate = guard.Candidate("deployer", {}, "deployer", "deployer-v2", kind="ServiceAccount")
+    finding = account_finding(world.NamespaceObjects(), "deployer-v0", labels={})
 
-    verdict = guard.judge(candidate, guard.NamespaceObjects(), accounts.CHAIN)
-
-    assert verdict.reason == "NotOwned" and verdict.message.startswith("ServiceAccount deployer")
+    assert finding is not None and finding.reason == "NotOwned"
+    assert finding.message.startswith("ServiceAccount deployer-v0")
 
 
 @pytest.mark.parametrize(
@@ -133,10 +156,8 @@ def test_switching_an_account_rewrites_its_name_and_its_token_mounts_only() -> N
         }}},
     }  # fmt: skip
 
-    changes = planner.template_changes(
-        workload, ["deployer-v1"], "deployer-v2", service_account=True, token_secret=True
-    )
-    without_token = planner.template_changes(workload, ["deployer-v1"], "deployer-v2", service_account=True)
+    changes = template_changes(AccountCredential(token_secret=True), workload, ["deployer-v1"], "deployer-v2")
+    without_token = template_changes(AccountCredential(), workload, ["deployer-v1"], "deployer-v2")
 
     assert [c.path for c in without_token] == ["/spec/template/spec/serviceAccountName"]
 
@@ -158,22 +179,22 @@ def test_collection_of_an_account_whose_token_was_used_after_the_switch_is_block
         "rotation": {"revision": 2, "secret": "deployer-v2", "previousSecret": "deployer-v1", "reason": "Requested",
                      "startedAt": "2026-03-01T11:59:00Z", "spec": model.spec_to_snapshot(parsed), "targets": []},
     }  # fmt: skip
-    old = accounts.AccountState("deployer-v1", names.version_labels("deployer", 1), {}, (), (), None, "3")
-    token = planner.SecretState(
+    old = AccountState("deployer-v1", names.version_labels("deployer", 1), {}, (), (), None, "3")
+    token = SecretState(
         "deployer-v1-token",
         {**names.version_labels("deployer", 1), accounts.LEGACY_TOKEN_LAST_USED_LABEL: "2026-03-02"},
         frozenset({"token"}), False, accounts.TOKEN_TYPE, "4",
     )  # fmt: skip
-    observed = planner.Observed(
+    observed = Observed(
         now=datetime(2026, 3, 3, tzinfo=UTC),
-        objects=guard.NamespaceObjects(),
+        objects=world.NamespaceObjects(),
         secrets={"deployer-v1-token": token},
         service_accounts={"deployer-v1": old, "deployer-v2": None},
     )
 
-    step = planner.plan(planner.Resource("deployer", "ns", 1, {}, spec, status), observed)
+    step = planner.plan(Resource("deployer", "ns", 1, {}, spec, status), observed)
 
-    assert not any(isinstance(a, planner.DeleteAccount | planner.DeleteSecret) for a in step.actions), step.actions
+    assert not any(isinstance(a, DeleteAccount | DeleteSecret) for a in step.actions), step.actions
     assert step.status["pendingDeletion"][0]["reason"] == "TokenInUse"
     assert "outside the cluster" in step.status["pendingDeletion"][0]["message"]
 
@@ -188,19 +209,19 @@ def test_on_a_cluster_with_auto_tokens_the_switch_waits_for_the_new_accounts_tok
                      "startedAt": "2026-03-01T12:00:00Z", "spec": model.spec_to_snapshot(model.parse_spec(spec)),
                      "targets": []},
     }  # fmt: skip
-    base = accounts.AccountState("deployer", {}, {}, (), (), None, "1")
-    staged = accounts.AccountState("deployer-v1", names.version_labels("deployer", 1), {}, (), (), None, "2")
+    base = AccountState("deployer", {}, {}, (), (), None, "1")
+    staged = AccountState("deployer-v1", names.version_labels("deployer", 1), {}, (), (), None, "2")
     workload = {"kind": "Deployment", "metadata": {"name": "api"},
                 "spec": {"template": {"spec": {"serviceAccountName": "deployer"}}}}  # fmt: skip
-    observed = planner.Observed(
+    observed = Observed(
         now=datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC),
-        objects=guard.NamespaceObjects(deployments=[workload]),
+        objects=world.NamespaceObjects(deployments=[workload]),
         secrets={},
         service_accounts={"deployer": base, "deployer-v1": staged},
         auto_tokens=True,
     )
 
-    step = planner.plan(planner.Resource("deployer", "ns", 1, {}, spec, status), observed)
+    step = planner.plan(Resource("deployer", "ns", 1, {}, spec, status), observed)
 
     assert step.status["phase"] == "Staging" and not step.actions, step.actions
     assert "its token" in next(c["message"] for c in step.status["conditions"] if c["type"] == "Reconciling")

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation.core import spec as model, names
+from secretrotation.core import names
+from secretrotation.core import spec as model
 from secretrotation.core.spec import InvalidSpec, parse_spec
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "secretrotation.yaml"

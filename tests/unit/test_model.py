@@ -10,6 +10,13 @@ from typing import Any
 
 import pytest
 
+from secretrotation.core.names import (
+    REVISION_LABEL,
+    ROTATION_LABEL,
+    parse_revision,
+    version_labels,
+    version_name,
+)
 from secretrotation.core.spec import (
     Alphabet,
     GenerateRule,
@@ -27,13 +34,6 @@ from secretrotation.core.spec import (
     selector_matches,
     spec_from_snapshot,
     spec_to_snapshot,
-)
-from secretrotation.core.names import (
-    REVISION_LABEL,
-    ROTATION_LABEL,
-    parse_revision,
-    version_labels,
-    version_name,
 )
 
 CANARY = "canary-Zx81-do-not-leak"

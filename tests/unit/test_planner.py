@@ -20,21 +20,22 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation.core import guard, spec as model, names, planner, references
+from secretrotation.core import names, objects, planner, record, references, world
+from secretrotation.core import spec as model
 from secretrotation.core.conditions import Reason
-from secretrotation.core.planner import (
-    Change,
+from secretrotation.core.credentials import SecretCredential, template_changes
+from secretrotation.core.plan import (
+    Action,
     CreateVersion,
     DeletePod,
     DeleteSecret,
-    Observed,
     PatchWorkload,
-    Phase,
     Plan,
-    Resource,
-    SecretState,
-    Trigger,
 )
+from secretrotation.core.record import Change, Phase
+from secretrotation.core.rules import trigger
+from secretrotation.core.rules.trigger import Trigger
+from secretrotation.core.world import Observed, Resource, SecretState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "shop"
@@ -48,7 +49,7 @@ KNOWN_REASONS = {reason.value for reason in Reason}
 
 
 def ts(moment: datetime) -> str:
-    return planner.timestamp(moment)
+    return objects.timestamp(moment)
 
 
 def secret_spec(**overrides: Any) -> dict[str, Any]:
@@ -128,8 +129,11 @@ class World:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[str, SecretState] = field(default_factory=dict)
+    stateful_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    replica_sets: list[dict[str, Any]] = field(default_factory=list)
+    mount_failures: dict[str, datetime] = field(default_factory=dict)
     last_resource_version: int = 100
-    performed: list[planner.Action] = field(default_factory=list)
+    performed: list[Action] = field(default_factory=list)
 
     def _resource_version(self) -> str:
         self.last_resource_version += 1
@@ -215,14 +219,22 @@ class World:
 
     def observe(self, resource: Resource, claims: Mapping[tuple[str, str], str] | None = None) -> Observed:
         """What the shell gathers for a step: copies, so a plan cannot reach into the world."""
-        objects = guard.NamespaceObjects(
+        objects = world.NamespaceObjects(
             pods=copy.deepcopy(list(self.pods.values())),
             deployments=copy.deepcopy(list(self.deployments.values())),
+            stateful_sets=copy.deepcopy(list(self.stateful_sets.values())),
+            replica_sets=copy.deepcopy(self.replica_sets),
         )
         secrets = {name: self.secrets.get(name) for name in planner.secrets_to_fetch(resource)}
-        return Observed(now=self.now, objects=objects, secrets=secrets, claims=dict(claims or {}))
+        return Observed(
+            now=self.now,
+            objects=objects,
+            secrets=secrets,
+            claims=dict(claims or {}),
+            mount_failures=dict(self.mount_failures),
+        )
 
-    def perform(self, rotation: str, action: planner.Action) -> None:
+    def perform(self, rotation: str, action: Action) -> None:
         """The API calls, with the same preconditions the real shell sends."""
         self.performed.append(action)
         if isinstance(action, CreateVersion):
@@ -239,7 +251,7 @@ class World:
             assert action.kind == "Deployment", action
             deployment = self.deployments[action.name]
             for change in action.changes:
-                actual = planner.value_at(deployment, change.path)
+                actual = objects.value_at(deployment, change.path)
                 assert actual == change.old, f"JSON patch test failed at {change.path}: {actual!r} != {change.old!r}"
                 set_at(deployment, change.path, change.new)
             deployment["metadata"]["generation"] += 1
@@ -508,9 +520,13 @@ def test_decide_trigger_reads_every_trigger_from_the_resource(
 ) -> None:
     subject = resource(spec=spec, status=status, generation=generation, annotations=annotations)
 
-    trigger = planner.decide_trigger(model.parse_spec(spec), subject, T0)
+    request = subject.annotations.get(names.REQUESTED_AT_ANNOTATION)
+    situation = trigger.Situation(model.parse_spec(spec), record.read(status), request, generation, T0)
+    decision = trigger.decide(situation)
 
-    assert trigger == expected, f"status {status}, annotations {annotations}, generation {generation}"
+    assert ((decision.trigger, decision.request) if decision.start else None) == expected, (
+        f"status {status}, annotations {annotations}, generation {generation}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -520,13 +536,13 @@ def test_decide_trigger_reads_every_trigger_from_the_resource(
 def test_the_retry_after_failures_doubles_the_period_up_to_eight(failures: int, periods: int) -> None:
     spec = model.parse_spec(HOURLY)
 
-    retry = planner.next_attempt_after_failure(spec, T0, failures)
+    retry = trigger.next_attempt_after_failure(spec, T0, failures)
 
     assert retry == T0 + timedelta(hours=periods), f"{failures} failures: {retry}"
 
 
 def test_without_a_schedule_a_failure_schedules_no_retry() -> None:
-    assert planner.next_attempt_after_failure(model.parse_spec(secret_spec()), T0, 3) is None
+    assert trigger.next_attempt_after_failure(model.parse_spec(secret_spec()), T0, 3) is None
 
 
 def test_an_operator_restart_alone_never_starts_a_rotation() -> None:
@@ -552,7 +568,7 @@ def test_repeated_failures_back_off_the_schedule_one_two_four_eight_eight_period
         phases = run_rotation(rotation)
         assert phases == ["Staging", "Staging", "Idle"], f"attempt {attempt}: {phases}"
         assert rotation.status["consecutiveFailures"] == attempt, rotation.status
-        next_time = planner.parse_time(rotation.status["nextRotationTime"])
+        next_time = objects.parse_time(rotation.status["nextRotationTime"])
         assert next_time is not None
         gaps.append(next_time - world.now)
         world.now = next_time - timedelta(seconds=1)
@@ -628,7 +644,7 @@ def test_is_quiet_only_when_a_step_needs_nothing_from_the_cluster(
     assert planner.is_quiet(subject, T0) is quiet, f"status {status}, annotations {annotations}"
     if quiet:
         # The shell then plans against an empty observation: the step must not act on it.
-        plan = planner.plan(subject, Observed(now=T0, objects=guard.NamespaceObjects(), secrets={}))
+        plan = planner.plan(subject, Observed(now=T0, objects=world.NamespaceObjects(), secrets={}))
         assert plan.actions == () and "rotation" not in plan.status, plan
 
 
@@ -720,7 +736,7 @@ def test_template_changes_are_the_exact_pointers_of_each_secret_reference(
 ) -> None:
     workload = {"kind": kind, "metadata": {"name": "web"}, "spec": {"template": {"spec": pod_spec}}}
 
-    changes = planner.template_changes(workload, [BASE], "db-v2")
+    changes = template_changes(SecretCredential(), workload, [BASE], "db-v2")
 
     assert changes == tuple(Change(PREFIX + path, "db", "db-v2") for path in paths)
 
@@ -752,10 +768,10 @@ def test_template_changes_rewrite_every_old_name_and_nothing_else() -> None:
         "spec": {"template": {"spec": everything_pod_spec()}},
     }
 
-    changes = planner.template_changes(workload, ["db-v1", "db"], "db-v2")
+    changes = template_changes(SecretCredential(), workload, ["db-v1", "db"], "db-v2")
     switched = copy.deepcopy(workload)
     for change in changes:
-        assert planner.value_at(workload, change.path) == change.old, f"{change} does not hold its old value"
+        assert objects.value_at(workload, change.path) == change.old, f"{change} does not hold its old value"
         set_at(switched, change.path, change.new)
     reverted = copy.deepcopy(switched)
     for change in changes:
@@ -764,7 +780,9 @@ def test_template_changes_rewrite_every_old_name_and_nothing_else() -> None:
     assert len(changes) == 8, changes
     assert referenced(switched) == {"db-v2", "other"}, "some reference to an old name was not rewritten"
     assert reverted == workload, "a change outside the listed pointers, or a pointer to the wrong place"
-    assert planner.template_changes(switched, ["db-v1", "db"], "db-v2") == (), "switching twice must change nothing"
+    assert template_changes(SecretCredential(), switched, ["db-v1", "db"], "db-v2") == (), (
+        "switching twice must change nothing"
+    )
 
 
 def test_change_pointers_escape_slash_and_tilde_in_keys() -> None:
@@ -772,11 +790,11 @@ def test_change_pointers_escape_slash_and_tilde_in_keys() -> None:
     before = {"a/b": {"c~d": ["x", "db"]}, "~1": "db"}
     after = {"a/b": {"c~d": ["x", "db-v2"]}, "~1": "db-v2"}
 
-    changes = planner._diff(before, after, "/spec")
+    changes = [Change(*c) for c in objects.changed_strings(before, after, "/spec")]
 
     assert changes == [Change("/spec/a~1b/c~0d/1", "db", "db-v2"), Change("/spec/~01", "db", "db-v2")]
     for change in changes:
-        assert planner.value_at({"spec": after}, change.path) == change.new, change
+        assert objects.value_at({"spec": after}, change.path) == change.new, change
 
 
 @pytest.mark.parametrize(
@@ -802,7 +820,7 @@ def test_value_at_reads_a_json_pointer_or_none(pointer: str, expected: str | Non
         "spec": {"items": [{"name": "first"}, {"name": "second"}]},
     }
 
-    assert planner.value_at(obj, pointer) == expected
+    assert objects.value_at(obj, pointer) == expected
 
 
 # --- the happy path ---------------------------------------------------------------------------
@@ -1273,3 +1291,105 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return [value] if isinstance(value, str) else []
+
+
+# --- rules that need a switched workload: found by deleting each once ---------------------------
+
+
+def test_a_target_reverted_by_someone_else_during_rollback_stalls_and_is_not_touched() -> None:
+    rotation = rotated_once()
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.start_crashing_pod("web")
+    assert rotation.step().status["phase"] == Phase.ROLLING_BACK
+    # Someone points the Deployment at a third Secret before the operator reverts it.
+    for change in rotation.status["rotation"]["targets"][0]["changes"]:
+        set_at(world.deployments["web"], change["path"], "db-hand-edited")
+
+    stalled = rotation.step()
+
+    assert stalled.actions == (), "a workload changed by someone else is never patched"
+    assert reason_of(stalled.status, "Stalled") == ("True", "RollbackFailed"), stalled.status
+    assert "changed by someone else" in condition(stalled.status, "Stalled")["message"]  # type: ignore[index]
+    assert [e.reason for e in stalled.events] == ["RollbackFailed"]
+    assert stalled.status["phase"] == Phase.ROLLING_BACK, "the record stays, so a human can see what was switched"
+
+
+def test_a_rollback_not_complete_within_the_timeout_stalls() -> None:
+    rotation = rotated_once()
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.start_crashing_pod("web")
+    rotation.step()  # fails: RollingBack
+    rotation.step()  # reverts the template; the crashing pod stays
+    assert rotation.phase == Phase.ROLLING_BACK
+
+    world.advance(minutes=9)
+    assert reason_of(rotation.step().status, "Stalled") is None, "not before the timeout"
+    world.advance(minutes=1)
+    stalled = rotation.step()
+
+    assert reason_of(stalled.status, "Stalled") == ("True", "RollbackFailed"), stalled.status
+    assert "rollback not complete within 600s" in condition(stalled.status, "Stalled")["message"]  # type: ignore[index]
+
+
+def test_a_replica_set_that_cannot_create_pods_fails_verification() -> None:
+    rotation = rotated_once()
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.replica_sets.append(
+        {
+            "metadata": {"name": "web-7d9", "ownerReferences": [{"uid": "uid-web"}]},
+            "spec": {"replicas": 1},
+            "status": {"conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}]},
+        }
+    )
+
+    failed = rotation.step()
+
+    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
+    assert failed.status["rotation"]["failure"]["message"] == "Deployment web: ReplicaSet web-7d9: FailedCreate"
+
+
+def test_a_new_pod_whose_volumes_fail_to_mount_past_the_grace_fails_verification() -> None:
+    rotation = rotated_once()
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.start_crashing_pod("web")
+    new_pod = next(p for p in world.pods.values() if "db-v2" in references.referenced_secrets(p["spec"]))
+    new_pod["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+    world.mount_failures[new_pod["metadata"]["name"]] = world.now
+
+    assert rotation.step().status["phase"] == Phase.VERIFYING, "the kubelet retries mounts for a while"
+    world.advance(seconds=10)
+    failed = rotation.step()
+
+    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
+    assert failed.status["rotation"]["failure"]["message"].endswith("FailedMount"), failed.status
+
+
+def test_an_on_delete_stateful_set_is_refused_before_anything_is_switched() -> None:
+    world = shop()
+    labels = {"app": "store"}
+    world.stateful_sets["store"] = {
+        "metadata": {"name": "store", "namespace": NAMESPACE, "uid": "uid-store", "generation": 1},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": {"metadata": {"labels": labels}, "spec": consuming_pod_spec()},
+        },
+        "status": {},
+    }
+    rotation = Rotation(world)
+
+    plans = [rotation.step() for _ in range(3)]
+
+    assert not actions_of(plans, PatchWorkload), "nothing may be switched"
+    assert reason_of(rotation.status, "Stalled") == ("True", "TargetNotRolling"), rotation.status
+    assert "StatefulSet store uses the OnDelete update strategy" in rotation.status["lastFailure"]["message"]
+    assert referenced(world.deployments["web"]) == {BASE}

@@ -25,22 +25,20 @@ from typing import Any
 import pytest
 import yaml
 
-from secretrotation.core import accounts, guard, names, planner, references
-from secretrotation.core.accounts import AccountState
+from secretrotation.core import accounts, names, objects, planner, references, world
 from secretrotation.core.conditions import Reason
-from secretrotation.core.planner import (
+from secretrotation.core.plan import (
+    Action,
     CreateAccount,
     CreateTokenSecret,
     DeleteAccount,
     DeleteSecret,
-    Observed,
     PatchBinding,
     PatchWorkload,
-    Phase,
     Plan,
-    Resource,
-    SecretState,
 )
+from secretrotation.core.record import Phase
+from secretrotation.core.world import AccountState, Observed, Resource, SecretState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "ci"
@@ -69,7 +67,7 @@ UNTOUCHED = ("other-admin", "user-deployer", "foreign-deployer")
 
 
 def ts(moment: datetime) -> str:
-    return planner.timestamp(moment)
+    return objects.timestamp(moment)
 
 
 def account_spec(*, token_secret: bool = True, retain: int = 0) -> dict[str, Any]:
@@ -144,7 +142,7 @@ class Namespace:
     fill_tokens: bool = True  # the token controller fills token Secrets
     crashing_accounts: set[str] = field(default_factory=set)  # pods running as these crash-loop
     last_resource_version: int = 100
-    performed: list[planner.Action] = field(default_factory=list)
+    performed: list[Action] = field(default_factory=list)
 
     def _resource_version(self) -> str:
         self.last_resource_version += 1
@@ -256,7 +254,7 @@ class Namespace:
     def observe(self, resource: Resource) -> Observed:
         """What ``cluster.observe`` gathers: accounts and Secrets by name only, every RoleBinding, copies."""
         self.token_controller()
-        objects = guard.NamespaceObjects(
+        objects = world.NamespaceObjects(
             pods=copy.deepcopy(list(self.pods.values())),
             deployments=copy.deepcopy(list(self.deployments.values())),
             service_accounts=[
@@ -276,7 +274,7 @@ class Namespace:
             auto_tokens=True,  # a 1.20 cluster, as the token controller here simulates
         )
 
-    def perform(self, rotation: str, action: planner.Action) -> None:
+    def perform(self, rotation: str, action: Action) -> None:
         """The API call, with the precondition the real shell sends; a 409 on create and a 404 on delete are done."""
         self.performed.append(action)
         if isinstance(action, CreateAccount):
@@ -360,7 +358,7 @@ class Namespace:
         deployment = self.deployments[action.name]
         before = references.service_account_name(deployment["spec"]["template"]["spec"])
         for change in action.changes:
-            actual = planner.value_at(deployment, change.path)
+            actual = objects.value_at(deployment, change.path)
             assert actual == change.old, f"JSON patch test failed at {change.path}: {actual!r} != {change.old!r}"
             set_at(deployment, change.path, change.new)
         deployment["metadata"]["generation"] += 1
@@ -505,7 +503,7 @@ def reason_of(status: Mapping[str, Any], kind: str) -> tuple[str, str] | None:
     return (found["status"], found["reason"]) if found else None
 
 
-def actions(plans: Sequence[Plan]) -> list[planner.Action]:
+def actions(plans: Sequence[Plan]) -> list[Action]:
     return [a for p in plans for a in p.actions]
 
 
@@ -531,7 +529,7 @@ def rotated_once(**spec: Any) -> AccountRotation:
     return rotation
 
 
-def kinds(found: Sequence[planner.Action]) -> list[str]:
+def kinds(found: Sequence[Action]) -> list[str]:
     return [type(a).__name__ for a in found]
 
 
@@ -751,7 +749,7 @@ def second_rotation(*, failing: bool) -> AccountRotation:
     return rotation
 
 
-def target(action: planner.Action) -> tuple[str, str]:
+def target(action: Action) -> tuple[str, str]:
     name = action.account if isinstance(action, CreateTokenSecret) else action.name
     return type(action).__name__, name
 

@@ -104,7 +104,7 @@ class InFlight:
     revision: int
     version: str  # the version being staged, switched to and verified
     trigger: str
-    started_at: datetime
+    started_at: datetime | None  # None only in a hand-edited record
     generation: int
     spec: Mapping[str, Any]  # the spec snapshot it started with (no constants)
     targets: tuple[Target, ...] = ()
@@ -237,13 +237,11 @@ def _target(entry: Mapping[str, Any]) -> Target:
 
 def _in_flight(entry: Mapping[str, Any]) -> InFlight:
     bindings = entry.get("bindings")
-    started = parse_time(entry.get("startedAt"))
-    assert started is not None, "a rotation in flight records when it started"
     return InFlight(
         revision=int(entry["revision"]),
         version=entry["secret"],
         trigger=entry.get("reason") or "",
-        started_at=started,
+        started_at=parse_time(entry.get("startedAt")),
         generation=int(entry.get("generation") or 0),
         spec=entry.get("spec") or {},
         targets=tuple(_target(t) for t in entry.get("targets") or []),
@@ -310,7 +308,6 @@ def _write_in_flight(rotation: InFlight) -> dict[str, Any]:
         "revision": rotation.revision,
         "secret": rotation.version,
         "reason": rotation.trigger,
-        "startedAt": timestamp(rotation.started_at),
         "generation": rotation.generation,
         "spec": dict(rotation.spec),
         "targets": [
@@ -323,6 +320,7 @@ def _write_in_flight(rotation: InFlight) -> dict[str, Any]:
             for t in rotation.targets
         ],
     }
+    _put(entry, "startedAt", _time(rotation.started_at))
     _put(entry, "previousSecret", rotation.previous)
     _put(entry, "request", rotation.request)
     _put(entry, "deadline", _time(rotation.deadline))

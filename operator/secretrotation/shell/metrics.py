@@ -59,7 +59,8 @@ def update(namespace: str, name: str, before_status: Mapping[str, Any], step: pl
     if old is not None and new is None:
         result = "succeeded" if after.revision >= old.revision else "failed"
         ROTATIONS_FINISHED.labels(namespace, name, result).inc()
-        ROTATION_DURATION.labels(result).observe(max(0.0, now_epoch - old.started_at.timestamp()))
+        if old.started_at is not None:
+            ROTATION_DURATION.labels(result).observe(max(0.0, now_epoch - old.started_at.timestamp()))
     if before.phase is record.Phase.ROLLING_OUT:
         for action in step.actions:
             if isinstance(action, plan.PatchWorkload):

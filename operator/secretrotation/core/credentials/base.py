@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
+from secretrotation.core import references
 from secretrotation.core.objects import changed_strings
 from secretrotation.core.plan import Action
 from secretrotation.core.record import Change, InFlight, WorkloadRef
@@ -83,11 +84,11 @@ class Credential(Protocol):
         """A copy of ``pod_spec`` that uses ``new`` wherever it used ``old``."""
 
 
-def template_changes(
-    credential: Credential, pod_spec: Obj, prefix: str, old_names: Sequence[str], new: str
-) -> tuple[Change, ...]:
-    """The exact strings to rewrite so a pod template uses ``new`` instead of any of ``old_names``."""
+def template_changes(credential: Credential, workload: Obj, old_names: Sequence[str], new: str) -> tuple[Change, ...]:
+    """The exact strings to rewrite so a workload's pod template uses ``new`` instead of any of ``old_names``."""
+    pod_spec = references.pod_spec_of(workload)
     rewritten = pod_spec
     for old in old_names:
         rewritten = credential.rewrite(rewritten, old, new)
+    prefix = "/" + "/".join(references.pod_spec_path(workload["kind"]))
     return tuple(Change(path, old, new) for path, old, new in changed_strings(pod_spec, rewritten, prefix))

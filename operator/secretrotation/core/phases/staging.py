@@ -96,8 +96,7 @@ def _resolve_targets(step: Step) -> tuple[list[Target], Finding | None]:
         if refusal is not None:
             problem = problem or refusal
             continue
-        prefix = "/" + "/".join(references.pod_spec_path(kind))
-        targets.append(Target(kind, name, template_changes(credential, pod_spec, prefix, consumed, new)))
+        targets.append(Target(kind, name, template_changes(credential, workload, consumed, new)))
     return targets, problem
 
 

@@ -1,14 +1,22 @@
-"""Behaviour of secretrotation.core.guard: a version is deleted only when this rotation
+"""The collect rules for Secret versions: a version is deleted only when this rotation
 created it, it is not the version in use, and nothing in the namespace references it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from secretrotation.core import guard, names
+from secretrotation.core import names
+from secretrotation.core import spec as model
+from secretrotation.core.credentials import Context, SecretCredential
+from secretrotation.core.credentials.secret import referrers_of
+from secretrotation.core.rules import Finding, collect
+from secretrotation.core.rules.collect import Candidate
+from secretrotation.core.world import NamespaceObjects, Observed, Referrer, SecretState
 
 ROTATION = "app-db"
 VERSION = "db-v1"
@@ -16,8 +24,26 @@ IN_USE = "db-v2"
 OURS = names.version_labels(ROTATION, 1)
 
 
-def candidate(name: str = VERSION, labels: Mapping[str, str] = OURS, in_use: str | None = IN_USE) -> guard.Candidate:
-    return guard.Candidate(name=name, labels=labels, rotation=ROTATION, in_use=in_use)
+SPEC = model.parse_spec({"secretName": "db", "generate": [{"key": "password"}]})
+
+
+def facts(c: Candidate, objects: NamespaceObjects) -> Candidate:
+    """``c`` with the referrers its credential finds in ``objects``."""
+    return replace(c, referrers=tuple(referrers_of(c.name, objects)))
+
+
+def candidate(name: str = VERSION, labels: Mapping[str, str] = OURS, in_use: str | None = IN_USE) -> Candidate:
+    return Candidate("Secret", name, labels, ROTATION, in_use, "db")
+
+
+def judge(c: Candidate, objects: NamespaceObjects) -> Finding | None:
+    """What the collect rules say of deleting ``c``, with the facts its credential gathers from ``objects``."""
+    secret = SecretState(c.name, c.labels, frozenset(), True, "Opaque", "1")
+    observed = Observed(now=datetime(2026, 3, 1, tzinfo=UTC), objects=objects, secrets={c.name: secret})
+    context = Context(ROTATION, "ns", SPEC, observed)
+    removal = SecretCredential().removal(context, c.name, c.in_use, within_retain=False, switched_at=None)
+    assert removal is not None
+    return collect.judge(removal.candidate)
 
 
 def pod_spec_using(secret: str) -> dict[str, Any]:
@@ -42,23 +68,23 @@ def service_account(name: str, secret: str = VERSION) -> dict[str, Any]:
     return {"metadata": {"name": name}, "imagePullSecrets": [{"name": "registry"}, {"name": secret}]}
 
 
-def only(field: str, *objects: dict[str, Any]) -> guard.NamespaceObjects:
-    return guard.NamespaceObjects(**{field: objects})
+def only(field: str, *objects: dict[str, Any]) -> NamespaceObjects:
+    return NamespaceObjects(**{field: objects})
 
 
 # One object of each referrer kind, in the field of NamespaceObjects it is listed in.
 REFERRER_KINDS = [
-    pytest.param("pods", pod("worker-7f9c"), guard.Referrer("Pod", "worker-7f9c"), id="Pod"),
-    pytest.param("deployments", templated("web"), guard.Referrer("Deployment", "web"), id="Deployment"),
-    pytest.param("stateful_sets", templated("store"), guard.Referrer("StatefulSet", "store"), id="StatefulSet"),
-    pytest.param("daemon_sets", templated("agent"), guard.Referrer("DaemonSet", "agent"), id="DaemonSet"),
-    pytest.param("jobs", templated("migrate"), guard.Referrer("Job", "migrate"), id="Job"),
-    pytest.param("cron_jobs", cron_job("nightly"), guard.Referrer("CronJob", "nightly"), id="CronJob"),
+    pytest.param("pods", pod("worker-7f9c"), Referrer("Pod", "worker-7f9c"), id="Pod"),
+    pytest.param("deployments", templated("web"), Referrer("Deployment", "web"), id="Deployment"),
+    pytest.param("stateful_sets", templated("store"), Referrer("StatefulSet", "store"), id="StatefulSet"),
+    pytest.param("daemon_sets", templated("agent"), Referrer("DaemonSet", "agent"), id="DaemonSet"),
+    pytest.param("jobs", templated("migrate"), Referrer("Job", "migrate"), id="Job"),
+    pytest.param("cron_jobs", cron_job("nightly"), Referrer("CronJob", "nightly"), id="CronJob"),
     pytest.param(
-        "replica_sets", templated("web-5d8f", replicas=2), guard.Referrer("ReplicaSet", "web-5d8f"), id="ReplicaSet"
+        "replica_sets", templated("web-5d8f", replicas=2), Referrer("ReplicaSet", "web-5d8f"), id="ReplicaSet"
     ),
     pytest.param(
-        "service_accounts", service_account("builder"), guard.Referrer("ServiceAccount", "builder"), id="ServiceAccount"
+        "service_accounts", service_account("builder"), Referrer("ServiceAccount", "builder"), id="ServiceAccount"
     ),
 ]
 
@@ -68,9 +94,17 @@ REFERRER_KINDS = [
 
 def test_the_chain_asks_ownership_then_use_then_references() -> None:
     # The order decides which reason a blocked deletion reports.
-    order = [check.__name__ for check in guard.CHAIN]
+    order = [check.__name__ for check in collect.CHAIN]
 
-    assert order == ["created_by_this_rotation", "not_in_use", "not_referenced"]
+    assert order == [
+        "is_not_the_adopted_base",
+        "is_beyond_the_retain_window",
+        "was_created_by_this_rotation",
+        "is_not_in_use",
+        "is_not_referenced",
+        "has_no_mounted_token",
+        "token_unused_since_switch",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -83,40 +117,40 @@ def test_the_chain_asks_ownership_then_use_then_references() -> None:
     ],
 )
 def test_a_secret_without_our_rotation_label_is_never_ours_to_delete(labels: dict[str, str]) -> None:
-    verdict = guard.created_by_this_rotation(candidate(labels=labels), guard.NamespaceObjects())
+    verdict = collect.was_created_by_this_rotation(candidate(labels=labels))
 
     assert verdict is not None, f"a Secret labelled {labels} was taken for one of ours"
-    assert (verdict.deletable, verdict.reason) == (False, "NotOwned"), verdict
+    assert verdict is not None and verdict.reason == "NotOwned", verdict
     assert VERSION in verdict.message and f"{names.ROTATION_LABEL}={ROTATION}" in verdict.message, verdict.message
 
 
 def test_a_secret_carrying_our_rotation_label_passes_the_ownership_check() -> None:
-    assert guard.created_by_this_rotation(candidate(), guard.NamespaceObjects()) is None
+    assert collect.was_created_by_this_rotation(candidate()) is None
 
 
 def test_ownership_is_judged_first_even_when_the_secret_is_in_use_and_referenced() -> None:
     foreign = candidate(name=IN_USE, labels={})
     objects = only("pods", pod("web-1", IN_USE))
 
-    verdict = guard.judge(foreign, objects)
+    verdict = judge(foreign, objects)
 
-    assert (verdict.deletable, verdict.reason) == (False, "NotOwned"), verdict
+    assert verdict is not None and verdict.reason == "NotOwned", verdict
 
 
 def test_the_version_in_use_is_never_deletable() -> None:
     in_use = candidate(name=IN_USE)
 
-    alone = guard.not_in_use(in_use, guard.NamespaceObjects())
-    judged = guard.judge(in_use, only("pods", pod("web-1", IN_USE)))
+    alone = collect.is_not_in_use(in_use)
+    judged = judge(in_use, only("pods", pod("web-1", IN_USE)))
 
-    assert alone is not None and (alone.deletable, alone.reason) == (False, "InUse"), alone
+    assert alone is not None and alone.reason == "InUse", alone
     assert IN_USE in alone.message, alone.message
-    assert (judged.deletable, judged.reason) == (False, "InUse"), f"InUse must win over StillReferenced: {judged}"
+    assert judged is not None and judged.reason == "InUse", f"InUse must win over StillReferenced: {judged}"
 
 
 @pytest.mark.parametrize("in_use", [IN_USE, None], ids=["another-version-in-use", "nothing-in-use-yet"])
 def test_a_version_that_is_not_in_use_passes_the_use_check(in_use: str | None) -> None:
-    assert guard.not_in_use(candidate(in_use=in_use), guard.NamespaceObjects()) is None
+    assert collect.is_not_in_use(candidate(in_use=in_use)) is None
 
 
 # --- references -------------------------------------------------------------------------------
@@ -124,28 +158,27 @@ def test_a_version_that_is_not_in_use_passes_the_use_check(in_use: str | None) -
 
 @pytest.mark.parametrize(("field", "obj", "referrer"), REFERRER_KINDS)
 def test_a_version_still_referenced_is_blocked_naming_the_referrer(
-    field: str, obj: dict[str, Any], referrer: guard.Referrer
+    field: str, obj: dict[str, Any], referrer: Referrer
 ) -> None:
     objects = only(field, obj)
 
-    alone = guard.not_referenced(candidate(), objects)
-    judged = guard.judge(candidate(), objects)
+    alone = collect.is_not_referenced(facts(candidate(), objects))
+    judged = judge(candidate(), objects)
 
     assert alone is not None, f"{referrer} references {VERSION} but the check did not see it"
-    assert (alone.deletable, alone.reason, alone.referrers) == (False, "StillReferenced", (referrer,)), alone
+    assert alone.reason == "StillReferenced", alone
+    assert referrers_of(VERSION, objects) == [referrer]
     assert alone.message == f"Secret {VERSION} is still referenced by {referrer}", alone.message
     assert judged == alone, "judge must report the first blocking check"
 
 
 @pytest.mark.parametrize(("field", "obj", "referrer"), REFERRER_KINDS)
-def test_objects_referencing_another_secret_do_not_block(
-    field: str, obj: dict[str, Any], referrer: guard.Referrer
-) -> None:
+def test_objects_referencing_another_secret_do_not_block(field: str, obj: dict[str, Any], referrer: Referrer) -> None:
     objects = only(field, obj)
 
-    verdict = guard.judge(candidate(name="db-v9", labels=names.version_labels(ROTATION, 9)), objects)
+    verdict = judge(candidate(name="db-v9", labels=names.version_labels(ROTATION, 9)), objects)
 
-    assert verdict.deletable, f"{referrer} references {VERSION}, not db-v9: {verdict}"
+    assert verdict is None, f"{referrer} references {VERSION}, not db-v9: {verdict}"
 
 
 @pytest.mark.parametrize(
@@ -160,24 +193,24 @@ def test_a_replica_set_blocks_only_while_it_still_wants_replicas(replicas: int, 
     # A Deployment keeps its old ReplicaSets at 0 replicas as rollout history: they create no pods.
     objects = only("replica_sets", templated("web-5d8f", replicas=replicas))
 
-    verdict = guard.judge(candidate(), objects)
+    verdict = judge(candidate(), objects)
 
-    assert verdict.deletable is not blocks, f"ReplicaSet with replicas={replicas}: {verdict}"
+    assert (verdict is not None) is blocks, f"ReplicaSet with replicas={replicas}: {verdict}"
 
 
 def test_a_replica_set_without_a_replica_count_counts_as_one() -> None:
     # The API server defaults spec.replicas to 1.
-    verdict = guard.judge(candidate(), only("replica_sets", templated("web-5d8f")))
+    found = referrers_of(VERSION, only("replica_sets", templated("web-5d8f")))
 
-    assert verdict.referrers == (guard.Referrer("ReplicaSet", "web-5d8f"),), verdict
+    assert found == [Referrer("ReplicaSet", "web-5d8f")], found
 
 
 def test_a_service_account_blocks_only_through_image_pull_secrets() -> None:
     mounts_only = {"metadata": {"name": "builder"}, "imagePullSecrets": [{"name": "registry"}]}
 
-    verdict = guard.judge(candidate(), only("service_accounts", mounts_only))
+    verdict = judge(candidate(), only("service_accounts", mounts_only))
 
-    assert verdict.deletable, verdict
+    assert verdict is None, verdict
 
 
 @pytest.mark.parametrize(
@@ -214,13 +247,13 @@ def test_a_service_account_blocks_only_through_image_pull_secrets() -> None:
     ],
 )
 def test_a_pod_blocks_through_every_kind_of_secret_reference(pod_spec: dict[str, Any]) -> None:
-    verdict = guard.judge(candidate(), only("pods", pod("web-1", pod_spec=pod_spec)))
+    verdict = judge(candidate(), only("pods", pod("web-1", pod_spec=pod_spec)))
 
-    assert (verdict.deletable, verdict.reason) == (False, "StillReferenced"), verdict
+    assert verdict is not None and verdict.reason == "StillReferenced", verdict
 
 
 def test_every_referrer_in_the_namespace_is_reported_kind_by_kind() -> None:
-    objects = guard.NamespaceObjects(
+    objects = NamespaceObjects(
         pods=[pod("web-1"), pod("other", "db-v2")],
         deployments=[templated("web")],
         stateful_sets=[templated("store")],
@@ -231,7 +264,7 @@ def test_every_referrer_in_the_namespace_is_reported_kind_by_kind() -> None:
         service_accounts=[service_account("builder")],
     )
 
-    found = guard.referrers_of(VERSION, objects)
+    found = referrers_of(VERSION, objects)
 
     assert [str(r) for r in found] == [
         "Pod/web-1",
@@ -257,23 +290,23 @@ def test_every_referrer_in_the_namespace_is_reported_kind_by_kind() -> None:
 def test_the_message_lists_at_most_five_referrers_and_counts_the_rest(count: int, expected: str) -> None:
     objects = only("pods", *(pod(f"p{i}") for i in range(count)))
 
-    verdict = guard.judge(candidate(), objects)
+    verdict = judge(candidate(), objects)
 
     assert verdict.message == f"Secret {VERSION} is still referenced by {expected}", verdict.message
-    assert len(verdict.referrers) == count, "the verdict keeps every referrer, only the message is bounded"
+    assert len(referrers_of(VERSION, objects)) == count, "every referrer is found, only the message is bounded"
 
 
 # --- deletable --------------------------------------------------------------------------------
 
 
 def test_an_unreferenced_version_of_ours_that_is_not_in_use_is_deletable() -> None:
-    unrelated = guard.NamespaceObjects(pods=[pod("web-1", IN_USE)], deployments=[templated("web", IN_USE)])
+    unrelated = NamespaceObjects(pods=[pod("web-1", IN_USE)], deployments=[templated("web", IN_USE)])
 
-    verdict = guard.judge(candidate(), unrelated)
+    verdict = judge(candidate(), unrelated)
 
-    assert verdict == guard.Verdict(True, "Unreferenced", f"nothing references Secret {VERSION}"), verdict
+    assert verdict is None, verdict
 
 
 def test_each_check_alone_passes_an_unreferenced_version_of_ours() -> None:
-    for check in guard.CHAIN:
-        assert check(candidate(), guard.NamespaceObjects()) is None, f"{check.__name__} blocked a deletable version"
+    for check in collect.CHAIN:
+        assert check(candidate()) is None, f"{check.__name__} blocked a deletable version"
