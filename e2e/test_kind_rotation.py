@@ -18,7 +18,6 @@ from kubetest.rotations import (
     wait_rotation,
 )
 from secretrotation.core import references
-from secretrotation.shell.kubejson import untyped
 
 pytestmark = pytest.mark.integration
 PAUSE = "registry.k8s.io/pause:3.9"
@@ -26,10 +25,10 @@ BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 
 
 def test_a_deployment_is_rotated_twice_on_a_real_kubelet(kube: Kube, namespace: str, operator: OperatorProcess) -> None:
-    kube.core.create_namespaced_secret(namespace, untyped(secret("db", {"username": "shop", "password": "initial"})))
+    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
     env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
     kube.apps.create_namespaced_deployment(
-        namespace, untyped(deployment("api", {"containers": [container(image=PAUSE, env=env)]}))
+        namespace, deployment("api", {"containers": [container(image=PAUSE, env=env)]})
     )
     create(kube, namespace, db_rotation(verify={"timeout": "5m", "stableFor": "5s"}))
 
@@ -59,9 +58,7 @@ def test_a_version_that_crashes_the_app_is_rolled_back_on_a_real_kubelet(
 ) -> None:
     # The app reads the mounted Secret at start and exits unless its mode is "ok": a real
     # container on a real kubelet, crash-looping for real (no simulated fault).
-    kube.core.create_namespaced_secret(
-        namespace, untyped(secret("db", {"username": "shop", "password": "p", "mode": "ok"}))
-    )
+    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "p", "mode": "ok"}))
     app = container(
         image=BUSYBOX,
         command=["sh", "-c", 'test "$(cat /etc/db/mode)" = ok || exit 1; exec sleep 86400'],
@@ -72,7 +69,7 @@ def test_a_version_that_crashes_the_app_is_rolled_back_on_a_real_kubelet(
         "volumes": [{"name": "db", "secret": {"secretName": "db"}}],
         "terminationGracePeriodSeconds": 1,  # sleep as PID 1 ignores SIGTERM
     }
-    kube.apps.create_namespaced_deployment(namespace, untyped(deployment("api", pod_spec)))
+    kube.apps.create_namespaced_deployment(namespace, deployment("api", pod_spec))
     kube.wait_one(kube.apps.list_namespaced_deployment, "api", deployment_available, namespace=namespace, timeout=180)
     create(kube, namespace, db_rotation(generate=_generate("ok"), verify={"timeout": "5m", "stableFor": "5s"}))
     wait_rotation(kube, namespace, "db", at_revision(1), "revision 1", timeout=300)

@@ -9,17 +9,17 @@ import yaml
 
 from kubetest import Kube, condition, container, deployment, deployment_available, secret
 from kubetest.operator import install_crd
-from secretrotation.shell.kubejson import raw, untyped
+from secretrotation.shell.kubejson import raw
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_workload_consuming_a_secret_becomes_available(kube: Kube, namespace: str) -> None:
-    kube.core.create_namespaced_secret(namespace, untyped(secret("db", {"password": "e2e"})))
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "e2e"}))
     env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
     pod_spec = {"containers": [container(image="registry.k8s.io/pause:3.9", env=env)]}
-    kube.apps.create_namespaced_deployment(namespace, untyped(deployment("api", pod_spec)))
+    kube.apps.create_namespaced_deployment(namespace, deployment("api", pod_spec))
 
     kube.wait_one(kube.apps.list_namespaced_deployment, "api", deployment_available, namespace=namespace, timeout=180)
 

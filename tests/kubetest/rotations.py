@@ -111,9 +111,6 @@ def create(kube: Kube, namespace: str, body: Obj) -> None:
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
 
-WORKLOADS = (("Deployment", "api"), ("StatefulSet", "ledger"), ("DaemonSet", "agent"))
-
-
 def collection_blocked_at(revision: int) -> Callable[[Obj], bool]:
     def check(obj: Obj) -> bool:
         blocked = (condition(obj, "GarbageCollected") or {}).get("status") == "False"

@@ -10,19 +10,15 @@ leaking the canary constant planted in the spec.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from secretrotation.core import names, objects, planner, record, references, world
 from secretrotation.core import spec as model
-from secretrotation.core.conditions import Reason
 from secretrotation.core.credentials import SecretCredential, template_changes
 from secretrotation.core.plan import (
     Action,
@@ -36,6 +32,7 @@ from secretrotation.core.record import Change, Phase
 from secretrotation.core.rules import trigger
 from secretrotation.core.rules.trigger import Trigger
 from secretrotation.core.world import Observed, Resource, SecretState
+from statuscheck import assert_conventions
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "shop"
@@ -44,8 +41,6 @@ BASE = "db"
 REQUEST = names.REQUESTED_AT_ANNOTATION
 # A constant in spec.generate: it may be a credential, so it must never reach status, events or logs.
 CANARY = "canary-Zq8vT3-this-constant-must-never-leak"
-CAMEL_CASE = re.compile(r"[A-Z][a-z0-9]+([A-Z][a-z0-9]*)*")
-KNOWN_REASONS = {reason.value for reason in Reason}
 
 
 def ts(moment: datetime) -> str:
@@ -265,59 +260,6 @@ class World:
                 del self.secrets[action.name]
 
 
-STATUS_SCHEMA = yaml.safe_load((Path(__file__).parents[2] / "crds/secretrotation.yaml").read_text())["spec"][
-    "versions"
-][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-
-
-def undeclared(value: Any, schema: Mapping[str, Any], path: str = "status") -> list[str]:
-    """Fields of ``value`` the structural schema would prune (silently dropping operator state)."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    if isinstance(value, Mapping):
-        declared = schema.get("properties") or {}
-        found = [f"{path}.{key}" for key in value if key not in declared]
-        return found + [
-            m for key, v in value.items() if key in declared for m in undeclared(v, declared[key], f"{path}.{key}")
-        ]
-    if isinstance(value, list) and "items" in schema:
-        return [m for v in value for m in undeclared(v, schema["items"], f"{path}[]")]
-    return []
-
-
-def assert_conventions(plan: Plan, resource: Resource) -> None:
-    """What every status the operator writes must satisfy (kstatus, the CRD schema, never a secret value)."""
-    status = plan.status
-    assert not undeclared(status, STATUS_SCHEMA), f"pruned by the CRD schema: {undeclared(status, STATUS_SCHEMA)}"
-    assert "" not in [v for v in _strings(status)], f"an empty string is refused by the 1.20 API server: {status}"
-    conditions = status.get("conditions") or []
-    types = [c["type"] for c in conditions]
-    assert len(types) == len(set(types)), f"duplicate condition types: {types}"
-    by_type = {c["type"]: c for c in conditions}
-    assert "Ready" in by_type, f"Ready must always be present: {types}"
-    assert status["observedGeneration"] == resource.generation, status
-    for condition in conditions:
-        assert condition["observedGeneration"] == resource.generation, condition
-        assert condition["status"] in ("True", "False"), condition
-        assert CAMEL_CASE.fullmatch(condition["reason"]), f"reason is not CamelCase: {condition}"
-        assert condition["reason"] in KNOWN_REASONS, f"reason outside the documented set: {condition}"
-        assert condition["message"] and condition["lastTransitionTime"], condition
-    in_flight = bool(status.get("rotation"))
-    reconciling, stalled = by_type.get("Reconciling"), by_type.get("Stalled")
-    if reconciling is not None:
-        assert reconciling["status"] == "True" and in_flight, f"Reconciling outside a rotation: {status}"
-    if in_flight and stalled is None:
-        assert reconciling is not None, f"a rotation in flight must be Reconciling: {types}"
-    if stalled is not None:
-        assert stalled["status"] == "True", stalled
-    collected = by_type.get("GarbageCollected")
-    if collected is not None:
-        assert collected["status"] == "False" and status.get("pendingDeletion"), collected
-    for event in plan.events:
-        assert CAMEL_CASE.fullmatch(event.reason), f"event reason is not CamelCase: {event}"
-    assert CANARY not in repr(plan), "the constant from spec.generate leaked into a plan"
-
-
 class Rotation:
     """One SecretRotation stepped as the shell steps it: observe, plan, act, then write status."""
 
@@ -353,7 +295,7 @@ class Rotation:
         observed = self.world.observe(resource, claims)
         plan = planner.plan(resource, observed)
         assert resource == untouched, "plan mutated the resource it was given"
-        assert_conventions(plan, resource)
+        assert_conventions(plan, resource, canary=CANARY)
         for action in plan.actions:
             self.world.perform(self.name, action)
         if write_status:  # False: the operator died after acting, before writing status
@@ -1283,113 +1225,3 @@ def test_a_rotation_interrupted_by_an_invalid_spec_resumes_where_it_was() -> Non
 
     assert "currentSecret" not in resumed.status, "db-v1 became current without being verified"
     assert resumed.status["phase"] == Phase.VERIFYING, resumed.status
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return [value] if isinstance(value, str) else []
-
-
-# --- rules that need a switched workload: found by deleting each once ---------------------------
-
-
-def test_a_target_reverted_by_someone_else_during_rollback_stalls_and_is_not_touched() -> None:
-    rotation = rotated_once()
-    world = rotation.world
-    rotation.request(world.now)
-    switch_to_new_version(rotation)
-    world.start_crashing_pod("web")
-    assert rotation.step().status["phase"] == Phase.ROLLING_BACK
-    # Someone points the Deployment at a third Secret before the operator reverts it.
-    for change in rotation.status["rotation"]["targets"][0]["changes"]:
-        set_at(world.deployments["web"], change["path"], "db-hand-edited")
-
-    stalled = rotation.step()
-
-    assert stalled.actions == (), "a workload changed by someone else is never patched"
-    assert reason_of(stalled.status, "Stalled") == ("True", "RollbackFailed"), stalled.status
-    assert "changed by someone else" in condition(stalled.status, "Stalled")["message"]  # type: ignore[index]
-    assert [e.reason for e in stalled.events] == ["RollbackFailed"]
-    assert stalled.status["phase"] == Phase.ROLLING_BACK, "the record stays, so a human can see what was switched"
-
-
-def test_a_rollback_not_complete_within_the_timeout_stalls() -> None:
-    rotation = rotated_once()
-    world = rotation.world
-    rotation.request(world.now)
-    switch_to_new_version(rotation)
-    world.start_crashing_pod("web")
-    rotation.step()  # fails: RollingBack
-    rotation.step()  # reverts the template; the crashing pod stays
-    assert rotation.phase == Phase.ROLLING_BACK
-
-    world.advance(minutes=9)
-    assert reason_of(rotation.step().status, "Stalled") is None, "not before the timeout"
-    world.advance(minutes=1)
-    stalled = rotation.step()
-
-    assert reason_of(stalled.status, "Stalled") == ("True", "RollbackFailed"), stalled.status
-    assert "rollback not complete within 600s" in condition(stalled.status, "Stalled")["message"]  # type: ignore[index]
-
-
-def test_a_replica_set_that_cannot_create_pods_fails_verification() -> None:
-    rotation = rotated_once()
-    world = rotation.world
-    rotation.request(world.now)
-    switch_to_new_version(rotation)
-    world.replica_sets.append(
-        {
-            "metadata": {"name": "web-7d9", "ownerReferences": [{"uid": "uid-web"}]},
-            "spec": {"replicas": 1},
-            "status": {"conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}]},
-        }
-    )
-
-    failed = rotation.step()
-
-    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
-    assert failed.status["rotation"]["failure"]["message"] == "Deployment web: ReplicaSet web-7d9: FailedCreate"
-
-
-def test_a_new_pod_whose_volumes_fail_to_mount_past_the_grace_fails_verification() -> None:
-    rotation = rotated_once()
-    world = rotation.world
-    rotation.request(world.now)
-    switch_to_new_version(rotation)
-    world.start_crashing_pod("web")
-    new_pod = next(p for p in world.pods.values() if "db-v2" in references.referenced_secrets(p["spec"]))
-    new_pod["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
-    world.mount_failures[new_pod["metadata"]["name"]] = world.now
-
-    assert rotation.step().status["phase"] == Phase.VERIFYING, "the kubelet retries mounts for a while"
-    world.advance(seconds=10)
-    failed = rotation.step()
-
-    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
-    assert failed.status["rotation"]["failure"]["message"].endswith("FailedMount"), failed.status
-
-
-def test_an_on_delete_stateful_set_is_refused_before_anything_is_switched() -> None:
-    world = shop()
-    labels = {"app": "store"}
-    world.stateful_sets["store"] = {
-        "metadata": {"name": "store", "namespace": NAMESPACE, "uid": "uid-store", "generation": 1},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "updateStrategy": {"type": "OnDelete"},
-            "template": {"metadata": {"labels": labels}, "spec": consuming_pod_spec()},
-        },
-        "status": {},
-    }
-    rotation = Rotation(world)
-
-    plans = [rotation.step() for _ in range(3)]
-
-    assert not actions_of(plans, PatchWorkload), "nothing may be switched"
-    assert reason_of(rotation.status, "Stalled") == ("True", "TargetNotRolling"), rotation.status
-    assert "StatefulSet store uses the OnDelete update strategy" in rotation.status["lastFailure"]["message"]
-    assert referenced(world.deployments["web"]) == {BASE}

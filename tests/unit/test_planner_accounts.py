@@ -15,18 +15,14 @@ account it replaced), and the status for the conventions every status follows.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from secretrotation.core import accounts, names, objects, planner, references, world
-from secretrotation.core.conditions import Reason
 from secretrotation.core.plan import (
     Action,
     CreateAccount,
@@ -39,6 +35,7 @@ from secretrotation.core.plan import (
 )
 from secretrotation.core.record import Phase
 from secretrotation.core.world import AccountState, Observed, Resource, SecretState
+from statuscheck import assert_conventions
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "ci"
@@ -47,11 +44,6 @@ BASE = "deployer"
 STABLE_FOR = timedelta(minutes=5)  # how long a new pod has been Ready when a step first sees it
 AUTO_TOKEN_SUFFIX = "-token-q4x9z"  # what the 1.20 token controller appends (random in a cluster)
 TOKEN_KEYS = frozenset({"token", "ca.crt", "namespace"})
-CAMEL_CASE = re.compile(r"[A-Z][a-z0-9]+([A-Z][a-z0-9]*)*")
-KNOWN_REASONS = {reason.value for reason in Reason}
-STATUS_SCHEMA = yaml.safe_load((Path(__file__).parents[2] / "crds/secretrotation.yaml").read_text())["spec"][
-    "versions"
-][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
 # Who binds what before any rotation: the account in use by two bindings (one shared),
 # and three bindings it is not in, one of which names a *User* deployer and one the
 # deployer account of another namespace.
@@ -411,41 +403,6 @@ def ci_namespace() -> Namespace:
 
 
 # --- the shell ------------------------------------------------------------------------------------
-
-
-def undeclared(value: Any, schema: Mapping[str, Any], path: str = "status") -> list[str]:
-    """Fields of ``value`` the CRD's structural schema would prune."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    if isinstance(value, Mapping):
-        declared = schema.get("properties") or {}
-        found = [f"{path}.{key}" for key in value if key not in declared]
-        return found + [m for k, v in value.items() if k in declared for m in undeclared(v, declared[k], f"{path}.{k}")]
-    if isinstance(value, list) and "items" in schema:
-        return [m for v in value for m in undeclared(v, schema["items"], f"{path}[]")]
-    return []
-
-
-def assert_conventions(plan: Plan, resource: Resource) -> None:
-    """kstatus conditions from the documented set, and nothing the CRD schema would prune."""
-    status = plan.status
-    assert not undeclared(status, STATUS_SCHEMA), f"pruned by the CRD schema: {undeclared(status, STATUS_SCHEMA)}"
-    by_type = {c["type"]: c for c in status.get("conditions") or []}
-    assert len(by_type) == len(status.get("conditions") or []), f"duplicate condition types: {status}"
-    assert "Ready" in by_type, f"Ready must always be present: {status}"
-    assert status["observedGeneration"] == resource.generation, status
-    for condition in by_type.values():
-        assert condition["status"] in ("True", "False") and condition["message"], condition
-        assert condition["reason"] in KNOWN_REASONS, f"reason outside the documented set: {condition}"
-    in_flight = bool(status.get("rotation"))
-    if "Reconciling" in by_type:
-        assert in_flight and by_type["Reconciling"]["status"] == "True", f"Reconciling outside a rotation: {status}"
-    if in_flight and "Stalled" not in by_type:
-        assert "Reconciling" in by_type, f"a rotation in flight must be Reconciling: {status}"
-    if "GarbageCollected" in by_type:
-        assert by_type["GarbageCollected"]["status"] == "False" and status.get("pendingDeletion"), status
-    for event in plan.events:
-        assert CAMEL_CASE.fullmatch(event.reason), f"event reason is not CamelCase: {event}"
 
 
 class AccountRotation:

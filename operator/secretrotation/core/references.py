@@ -73,10 +73,6 @@ class MissingKey(NamedTuple):
     ref: SecretRef
     key: str
 
-    def describe(self) -> str:
-        """A one-line explanation naming the path, the Secret and the key."""
-        return f"{self.ref.where} needs key {self.key!r} of Secret {self.ref.secret!r}"
-
 
 @dataclass(frozen=True)
 class _Site:
@@ -99,15 +95,6 @@ def referenced_secrets(pod_spec: Mapping[str, Any]) -> frozenset[str]:
 def references_to(pod_spec: Mapping[str, Any], secret_name: str) -> list[SecretRef]:
     """The references to the Secret ``secret_name``, in document order."""
     return [ref for ref in secret_references(pod_spec) if ref.secret == secret_name]
-
-
-def required_keys(pod_spec: Mapping[str, Any], secret_name: str) -> frozenset[str]:
-    """Keys the Secret ``secret_name`` must hold for the pod to start.
-
-    Only non-optional references count: kubelet starts a pod whose optional
-    reference names a missing key, and simply leaves that variable or file out.
-    """
-    return frozenset(key for ref in references_to(pod_spec, secret_name) if not ref.optional for key in ref.keys)
 
 
 def missing_keys(pod_spec: Mapping[str, Any], secret_name: str, available_keys: Collection[str]) -> list[MissingKey]:

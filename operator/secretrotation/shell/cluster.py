@@ -131,7 +131,7 @@ class Cluster:
             "spec": {"resourceAttributes": {"namespace": namespace, "verb": "patch",
                                             "group": "rbac.authorization.k8s.io", "resource": "rolebindings"}},
         }  # fmt: skip
-        answer = raw(self.authorization.create_self_subject_access_review, untyped(review))
+        answer = raw(self.authorization.create_self_subject_access_review, review)
         return bool(answer.get("status", {}).get("allowed"))
 
     def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
@@ -206,7 +206,7 @@ class Cluster:
 
     def _create(self, create: Callable[..., Any], namespace: str, manifest: dict[str, Any]) -> None:
         try:
-            create(namespace, untyped(manifest), _preload_content=False)
+            create(namespace, manifest, _preload_content=False)
         except ApiException as error:
             if error.status != 409:  # made by an earlier, interrupted step: the planner checks it
                 name = manifest["metadata"]["name"]
@@ -217,11 +217,11 @@ class Cluster:
         try:
             if action.kind == "ClusterRoleBinding":
                 self.rbac.patch_cluster_role_binding(
-                    action.name, untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                    action.name, operations, _content_type=JSON_PATCH, _preload_content=False
                 )
             else:
                 self.rbac.patch_namespaced_role_binding(
-                    action.name, namespace, untyped(operations), _content_type=JSON_PATCH, _preload_content=False
+                    action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False
                 )
         except ApiException as error:
             if error.status in (409, 422):
@@ -266,7 +266,7 @@ class Cluster:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[action.kind]
         try:
-            patch(action.name, namespace, untyped(operations), _content_type=JSON_PATCH, _preload_content=False)
+            patch(action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False)
         except ApiException as error:
             if error.status in (409, 422):
                 raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
@@ -309,7 +309,7 @@ class Cluster:
                 namespace,
                 names.PLURAL,
                 name,
-                untyped([{"op": "add", "path": "/status", "value": status}]),
+                [{"op": "add", "path": "/status", "value": status}],
                 _content_type=JSON_PATCH,
                 _preload_content=False,
             )

@@ -1,7 +1,9 @@
 """Plain JSON with the official client: the one place that bridges its generated models.
 
 The operator and its tools work on the API's JSON (dicts), as the pure core
-expects; these two helpers are how calls of the generated client get there.
+expects; ``raw`` is how calls of the generated client get there. Request bodies
+are plain dicts too: the client serialises them as they are, and ``untyped``
+tells the type checker so where a signature names a model.
 """
 
 from __future__ import annotations
