@@ -1089,7 +1089,7 @@ def test_a_rollout_that_fails_part_way_reverts_the_workloads_it_already_switched
 
     run_rotation(rotation)
 
-    assert reason_of(rotation.status, "Stalled") == ("True", "VerificationFailed"), rotation.status
+    assert reason_of(rotation.status, "Stalled") == ("True", "TargetChangedExternally"), rotation.status
     assert referenced(world.deployments["api"]) == {BASE}, "api was left on the version of a failed rotation"
 
 
@@ -1225,3 +1225,42 @@ def test_a_rotation_interrupted_by_an_invalid_spec_resumes_where_it_was() -> Non
 
     assert "currentSecret" not in resumed.status, "db-v1 became current without being verified"
     assert resumed.status["phase"] == Phase.VERIFYING, resumed.status
+
+
+def test_a_target_reverted_during_verification_is_never_promoted_and_the_others_roll_back() -> None:
+    world = shop()
+    world.add_deployment("api", consuming_pod_spec())
+    rotation = Rotation(world)
+    switch_to_new_version(rotation)
+    world.roll_out("api")
+    world.roll_out("web")
+    # Argo CD self-heal puts web back on the base Secret while the operator verifies.
+    for change in next(t for t in rotation.status["rotation"]["targets"] if t["name"] == "web")["changes"]:
+        set_at(world.deployments["web"], change["path"], change["from"])
+    world.roll_out("web")
+    world.advance(minutes=1)  # api's new pod is Ready and stable: only the revert can fail this
+
+    failed = rotation.step()
+
+    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
+    assert failed.status["rotation"]["failure"] == {
+        "reason": "TargetChangedExternally",
+        "message": "Deployment web was changed by someone else during verification",
+    }
+    run_rotation(rotation)
+    assert "currentSecret" not in rotation.status, "a version no target uses was promoted"
+    assert reason_of(rotation.status, "Stalled") == ("True", "TargetChangedExternally")
+    assert referenced(world.deployments["api"]) == {BASE} and referenced(world.deployments["web"]) == {BASE}
+
+
+def test_a_version_nothing_consumes_is_ready_with_reason_no_consumers_never_verified_healthy() -> None:
+    world = World()
+    world.add_secret(BASE)
+    rotation = Rotation(world)
+
+    run_rotation(rotation)
+
+    ready = condition(rotation.status, "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("True", "NoConsumers"), ready
+    assert "verified" not in ready["message"].replace("nothing was verified", ""), ready["message"]
+    assert rotation.status["targets"] == [], "no report of an earlier rotation's targets may stay"

@@ -28,6 +28,7 @@ class Reason(enum.StrEnum):
 
     # Ready=True
     ROTATED = "Rotated"
+    NO_CONSUMERS = "NoConsumers"  # rotated in, but no workload uses it: nothing was verified
     # Ready=False / Reconciling=True while a rotation is in flight
     STAGING = "Staging"
     ROLLING_OUT = "RollingOut"
@@ -47,6 +48,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     STAGED_VERSION_CONFLICT = "StagedVersionConflict"
     ROLLBACK_FAILED = "RollbackFailed"
+    TARGET_CHANGED_EXTERNALLY = "TargetChangedExternally"
     BINDING_NOT_PERMITTED = "BindingNotPermitted"
     # GarbageCollected=False
     STILL_REFERENCED = "StillReferenced"

@@ -31,8 +31,10 @@ def rolling_out(step: Step) -> Plan:
         else:
             # Record what this step did switch, so that the rollback reverts it.
             step.record.rotation = rotation.with_targets(targets)
-            problem = "disappeared" if workload is None else "was changed by someone else"
-            return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} {problem} during the rollout")
+            if workload is None:
+                return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} disappeared during the rollout")
+            message = f"{target.label} was changed by someone else during the rollout"
+            return failing.fail(step, Reason.TARGET_CHANGED_EXTERNALLY, message)
     step.record.rotation = rotation = rotation.with_targets(targets)
     step.record.phase = Phase.VERIFYING
     for target in targets:

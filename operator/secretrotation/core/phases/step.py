@@ -65,6 +65,9 @@ class Step:
                 Condition("Ready", False, Reason.ROTATION_FAILED, failure.message),
                 Condition("Stalled", True, Reason(failure.reason or Reason.VERIFICATION_FAILED), failure.message),
             )
+        elif self.record.current and self.record.targets == []:
+            message = f"{self.record.current} is current, but no workload consumes it: nothing was verified"
+            self.conditions(Condition("Ready", True, Reason.NO_CONSUMERS, message))
         elif self.record.current:
             message = f"{self.record.current} is in use and was verified healthy"
             self.conditions(Condition("Ready", True, Reason.ROTATED, message))

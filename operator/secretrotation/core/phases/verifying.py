@@ -30,8 +30,11 @@ def verifying(step: Step) -> Plan:
 
     for target in rotation.targets:
         workload = step.observed.objects.workload(target.kind, target.name)
-        if workload is None:
-            return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} disappeared during verification")
+        moved = health.switch_holds(target, workload, "verification")
+        if moved is not None:
+            # Never promote a version a target no longer references: it would be "verified" unused.
+            return failing.fail(step, Reason(moved.reason), moved.message)
+        assert workload is not None, "switch_holds reports a workload that is gone"
         view, wake = health.view_of(workload, on_new_version, step.observed, step.spec.verify.stable_for)
         verdict = health.judge(view, wake)
         if verdict.failure is not None:
@@ -64,6 +67,8 @@ def promote(step: Step) -> Plan:
     rec.last_failure = None
     rec.last_failure_time = None
     rec.failed_generation = 0
+    if not rotation.targets:
+        rec.targets = []  # no report of an earlier rotation's targets may stay next to this version
     if rotation.previous == spec.base_name:
         rec.adopted = Adopted(spec.base_name, referenced=True)
     rec.phase = Phase.COLLECTING_GARBAGE

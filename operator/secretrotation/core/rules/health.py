@@ -4,7 +4,8 @@ A workload passes when its rollout is complete by kubectl's rules and every pod
 on the new version is Ready and has stayed Ready for ``verify.stableFor``. It
 fails, and the rotation rolls back, at the first of these findings:
 
-1. the workload is gone, or someone else changed the references the rotation set;
+1. the workload is gone, or someone else changed the references the rotation set
+   (a GitOps self-heal or a human reverting it: ``TargetChangedExternally``);
 2. Kubernetes gave up on the rollout (a Deployment past its progress deadline);
 3. a ReplicaSet cannot create pods (admission refused them, for example);
 4. a new pod failed: a waiting reason that will not clear, or volumes that do not mount;
@@ -25,6 +26,7 @@ from secretrotation.core.rules import Finding, first
 from secretrotation.core.world import Obj, Observed
 
 VERIFICATION_FAILED = "VerificationFailed"
+CHANGED_EXTERNALLY = "TargetChangedExternally"
 
 
 def switch_holds(target: Target, workload: Obj | None, during: str) -> Finding | None:
@@ -32,7 +34,7 @@ def switch_holds(target: Target, workload: Obj | None, during: str) -> Finding |
     if workload is None:
         return Finding(VERIFICATION_FAILED, f"{target.label} disappeared during {during}")
     if any(value_at(workload, c.path) != c.new for c in target.changes):
-        return Finding(VERIFICATION_FAILED, f"{target.label} was changed by someone else during {during}")
+        return Finding(CHANGED_EXTERNALLY, f"{target.label} was changed by someone else during {during}")
     return None
 
 
