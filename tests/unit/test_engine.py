@@ -1,9 +1,13 @@
-"""The engine's error reporting: what reaches logs and Events."""
+"""The shell's error reporting and classes: what reaches logs and Events, what is refused, what is retried."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from kubernetes.client.exceptions import ApiException
 
+from secretrotation.shell.cluster import Refused, StepConflict, refusal
 from secretrotation.shell.engine import describe_error
 
 
@@ -18,3 +22,50 @@ def test_api_errors_are_described_without_their_body() -> None:
 
 def test_other_errors_keep_their_type_and_message() -> None:
     assert describe_error(KeyError("phase")) == "KeyError: 'phase'"
+
+
+# --- error classes: refused for good, or retried -------------------------------------------------
+
+
+def api_error(status: int, message: str) -> ApiException:
+    error = ApiException(status=status, reason="reason")
+    error.body = json.dumps({"kind": "Status", "message": message})
+    return error
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "patch", "reason"),
+    [
+        (403, 'secrets "db-v2" is forbidden: exceeded quota: secrets, requested: secrets=1', False, "QuotaExceeded"),
+        (403, 'admission webhook "deny.example.com" denied the request: no', False, "AdmissionDenied"),
+        (403, 'secrets is forbidden: User "system:serviceaccount:x:y" cannot create resource', False, "Forbidden"),
+        (422, "ValidatingAdmissionPolicy 'no-patch' with binding 'b' denied request", True, "AdmissionDenied"),
+        (422, 'Secret "db-v2" is invalid: data[tls.key]: Required value', False, "Invalid"),
+        (400, "the body of the request was in an unknown format", False, "BadRequest"),
+    ],
+)
+def test_a_permanent_refusal_is_refused_with_a_reason_naming_it(
+    status: int, message: str, patch: bool, reason: str
+) -> None:
+    refused = refusal(api_error(status, message), "creating Secret db-v2", patch=patch)
+
+    assert isinstance(refused, Refused) and refused.reason == reason, refused
+    assert message[:40] in str(refused) and str(refused).startswith("creating Secret db-v2: ")
+
+
+@pytest.mark.parametrize(
+    ("status", "patch", "kind"),
+    [(409, False, StepConflict), (422, True, StepConflict), (429, False, RuntimeError), (503, False, RuntimeError)],
+)
+def test_conflicts_and_transient_errors_are_retried_not_refused(status: int, patch: bool, kind: type) -> None:
+    error = refusal(api_error(status, "try again"), "patching Deployment web", patch=patch)
+
+    assert type(error) is kind, error
+
+
+def test_a_refusal_never_echoes_a_value_the_operator_sent() -> None:
+    leaked = api_error(422, 'Secret "db-v2" is invalid: stringData[password]: Invalid value: "canary-Zx81-do-not-leak"')
+
+    refused = refusal(leaked, "creating Secret db-v2", ["canary-Zx81-do-not-leak"])
+
+    assert "canary" not in str(refused) and "<redacted>" in str(refused)

@@ -45,7 +45,7 @@ def _api_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    return cluster.BoundedApiClient()
 
 
 class _QuietEventHandlers(logging.Filter):

@@ -50,6 +50,12 @@ class Reason(enum.StrEnum):
     ROLLBACK_FAILED = "RollbackFailed"
     TARGET_CHANGED_EXTERNALLY = "TargetChangedExternally"
     BINDING_NOT_PERMITTED = "BindingNotPermitted"
+    # Ready=False, Stalled=True: the API server refused an action for good (retried every few minutes)
+    FORBIDDEN = "Forbidden"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    ADMISSION_DENIED = "AdmissionDenied"
+    INVALID = "Invalid"
+    BAD_REQUEST = "BadRequest"
     # GarbageCollected=False
     STILL_REFERENCED = "StillReferenced"
 

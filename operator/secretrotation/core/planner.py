@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from secretrotation.core import accounts, credentials, names, record
-from secretrotation.core.conditions import Reason
+from secretrotation.core.conditions import Condition, Reason
 from secretrotation.core.phases import collecting, failing, idle, rolling_back, rolling_out, staging, verifying
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
@@ -81,6 +81,26 @@ def _started_spec(snapshot: Mapping[str, Any], current: RotationSpec | None) -> 
     )
     placeholder = RotationSpec(None, SecretType.OPAQUE, constants, None, None, None, None)
     return spec_from_snapshot(snapshot, placeholder), problem
+
+
+def refused(resource: Resource, now: datetime, reason: str, message: str) -> Plan:
+    """The status to report when the API server refused an action for good: Stalled with its reason.
+
+    The record is left as it is, so the step that was refused is tried again as it was,
+    when the engine retries (every few minutes, or when the spec changes).
+    """
+    before = record.read(resource.status)
+    try:
+        spec: RotationSpec | None = parse_spec(resource.spec)
+    except InvalidSpec:
+        spec = None
+    step = _step(resource, quiet_observation(now), spec, before)
+    cause = Reason(reason)
+    text = f"refused by the API server, retried every few minutes: {message}"
+    if not step.stalled_with(cause):
+        step.event(cause, text, warning=True)
+    step.conditions(Condition("Ready", False, cause, text), Condition("Stalled", True, cause, text))
+    return step.done()
 
 
 def is_quiet(resource: Resource, now: datetime) -> bool:

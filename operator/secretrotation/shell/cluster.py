@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +26,75 @@ from secretrotation.shell.kubejson import raw, untyped
 JSON_PATCH = "application/json-patch+json"
 
 
+REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, and to wait for an answer
+MAX_API_MESSAGE = 300
+
+
 class StepConflict(RuntimeError):
     """The world changed between observing and acting; the next step re-plans."""
+
+
+class Refused(RuntimeError):
+    """The API server refused an action for good (a permission, a quota, an admission policy, a validation).
+
+    Retrying at once would only be refused again: the engine reports it as ``Stalled``
+    with ``reason``, and retries slowly. ``message`` is the API server's own message,
+    clipped, with every value this operator sent removed.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class BoundedApiClient(client.ApiClient):
+    """An API client whose every request has a timeout (the generated client has none by default).
+
+    Without one, a half-open connection would hang a worker thread forever.
+    """
+
+    def call_api(  # type: ignore[no-untyped-def]
+        self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None
+    ):
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout or REQUEST_TIMEOUT)
+
+
+def refusal(error: ApiException, what: str, sent: Iterable[str] = (), *, patch: bool = False) -> Exception:
+    """The exception a failed action raises: ``Refused`` for a permanent refusal, else one that is retried.
+
+    409 is a conflict, and so is a 422 on a JSON patch, whose ``test`` operations failed
+    (unless an admission policy says it denied it): the next step re-plans from a fresh view.
+    429, 5xx and anything unknown are retried with backoff.
+    """
+    message = _api_message(error, sent)
+    policy = "ValidatingAdmissionPolicy" in message
+    if error.status == 409 or (error.status == 422 and patch and not policy):
+        return StepConflict(f"{what}: the object changed before the request ({error.status})")
+    if error.status == 403:
+        if "exceeded quota" in message:
+            return Refused("QuotaExceeded", f"{what}: {message}")
+        if "admission" in message.lower() or "denied" in message.lower():
+            return Refused("AdmissionDenied", f"{what}: {message}")
+        return Refused("Forbidden", f"{what}: {message}")
+    if error.status == 422:
+        reason = "AdmissionDenied" if policy else "Invalid"
+        return Refused(reason, f"{what}: {message}")
+    if error.status == 400:
+        return Refused("BadRequest", f"{what}: {message}")
+    return RuntimeError(f"{what}: {safe_api_error(error)}")
+
+
+def _api_message(error: ApiException, sent: Iterable[str]) -> str:
+    """The Status message of an API error, clipped, with any value we sent replaced (never echoed)."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason or "")
+    except (ValueError, AttributeError):
+        message = str(error.reason or "")
+    for value in sent:
+        if value:
+            message = message.replace(value, "<redacted>")
+    return message if len(message) <= MAX_API_MESSAGE else message[: MAX_API_MESSAGE - 3] + "..."
 
 
 def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
@@ -210,7 +277,7 @@ class Cluster:
         except ApiException as error:
             if error.status != 409:  # made by an earlier, interrupted step: the planner checks it
                 name = manifest["metadata"]["name"]
-                raise RuntimeError(f"creating {manifest['kind']} {name}: {safe_api_error(error)}") from None
+                raise refusal(error, f"creating {manifest['kind']} {name}") from None
 
     def patch_binding(self, namespace: str, action: plan.PatchBinding) -> None:
         operations = [dict(op) for op in action.operations]
@@ -224,9 +291,7 @@ class Cluster:
                     action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False
                 )
         except ApiException as error:
-            if error.status in (409, 422):
-                raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
-            raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
+            raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
 
     def create_version(self, namespace: str, rotation: str, action: plan.CreateVersion) -> None:
         spec = action.spec
@@ -253,7 +318,8 @@ class Cluster:
             self.core.create_namespaced_secret(namespace, untyped(body), _preload_content=False)
         except ApiException as error:
             if error.status != 409:  # already staged by an earlier attempt: the planner checks it
-                raise RuntimeError(f"creating Secret {action.name}: {safe_api_error(error)}") from None
+                values = [str(v) for v in (body.get("stringData") or body.get("data") or {}).values()]
+                raise refusal(error, f"creating Secret {action.name}", values) from None
 
     def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> None:
         operations: list[dict[str, Any]] = []
@@ -268,9 +334,7 @@ class Cluster:
         try:
             patch(action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False)
         except ApiException as error:
-            if error.status in (409, 422):
-                raise StepConflict(f"{action.kind} {action.name} changed before it could be patched") from None
-            raise RuntimeError(f"patching {action.kind} {action.name}: {safe_api_error(error)}") from None
+            raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
 
     def delete_pod(self, namespace: str, action: plan.DeletePod) -> None:
         self._delete(
@@ -295,10 +359,8 @@ class Cluster:
         try:
             delete(name, namespace, body=client.V1DeleteOptions(preconditions=precondition), _preload_content=False)
         except ApiException as error:
-            if error.status == 409:
-                raise StepConflict(f"{kind} {name} changed since it was checked; not deleted") from None
             if error.status != 404:
-                raise RuntimeError(f"deleting {kind} {name}: {safe_api_error(error)}") from None
+                raise refusal(error, f"deleting {kind} {name}") from None
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Replace the whole status (not merge): fields the step dropped must go."""

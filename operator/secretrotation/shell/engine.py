@@ -32,6 +32,14 @@ Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
 COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, at most ~3 per second
 MAX_ERROR_BACKOFF_SECONDS = 60.0
+MAX_CONFLICT_BACKOFF_SECONDS = 30.0
+REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when the spec changes
+
+
+def _intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the user controls on a SecretRotation: a change here is worth a retry, a status change is not."""
+    meta = body.get("metadata") or {}
+    return meta.get("generation"), dict(meta.get("annotations") or {}), meta.get("uid")
 
 
 def describe_error(error: Exception) -> str:
@@ -47,6 +55,11 @@ class _Tracked:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     written: dict[str, Any] | None = None  # the status this task last wrote
     task: asyncio.Task[None] | None = None
+    refused_until: float = 0.0  # time.monotonic() before which only a change to the resource itself wakes it
+
+    @property
+    def refused(self) -> bool:
+        return time.monotonic() < self.refused_until
 
     @property
     def status(self) -> Mapping[str, Any]:
@@ -73,6 +86,9 @@ class Engine:
             if tracked is not None:
                 self._stop(key)
             tracked = self.tracked[key] = _Tracked(body=body)
+        elif tracked.refused and _intent(tracked.body) == _intent(body):
+            tracked.body = body  # only status (our own write) changed: a refusal is not retried for that
+            return
             tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
         tracked.body = body
         tracked.wake.set()
@@ -88,7 +104,7 @@ class Engine:
     def namespace_changed(self, namespace: str) -> None:
         """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
         for (ns, _), tracked in self.tracked.items():
-            if ns == namespace and tracked.busy:
+            if ns == namespace and tracked.busy and not tracked.refused:
                 tracked.wake.set()
 
     def _stop(self, key: Key) -> None:
@@ -108,16 +124,28 @@ class Engine:
     # -- the loop --------------------------------------------------------------------------------
 
     async def _run(self, key: Key) -> None:
-        failures = 0
+        failures = conflicts = 0
         while key in self.tracked:
             tracked = self.tracked[key]
             tracked.wake.clear()
             try:
                 step = await self._step(key, tracked)
-                failures = 0
+                failures = conflicts = 0
+                tracked.refused_until = 0.0
             except cluster.StepConflict as conflict:
-                log.info("%s/%s: %s; re-planning", *key, conflict)
-                await asyncio.sleep(0.2)
+                # The world moved under the step; re-plan from a fresh view, backing off if it keeps moving.
+                conflicts += 1
+                metrics.STEP_ERRORS.labels(*key).inc()
+                delay = min(0.2 * 2 ** (conflicts - 1), MAX_CONFLICT_BACKOFF_SECONDS)
+                log.info("%s/%s: %s; re-planning in %.1fs", *key, conflict, delay)
+                await asyncio.sleep(delay)
+                continue
+            except cluster.Refused as refused:
+                metrics.STEP_ERRORS.labels(*key).inc()
+                log.warning("%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY)
+                tracked.refused_until = time.monotonic() + REFUSED_RETRY
+                await self._report_refusal(key, tracked, refused)
+                await self._sleep(tracked, REFUSED_RETRY)
                 continue
             except asyncio.CancelledError:
                 raise
@@ -154,18 +182,31 @@ class Engine:
                 claims[(target.kind, target.name)] = name
         return claims
 
-    async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:
+    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: cluster.Refused) -> None:
+        """Stalled, with the refusal's reason and the API server's message, written to status."""
+        resource = self._resource(key, tracked)
+        report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))
+        try:
+            await self._apply(key, tracked, resource, report)
+        except Exception as error:
+            log.warning("%s/%s: could not report the refusal (%s)", *key, describe_error(error))
+
+    def _resource(self, key: Key, tracked: _Tracked) -> world.Resource:
         namespace, name = key
         body = tracked.body
-        before = dict(tracked.status)
-        resource = world.Resource(
+        return world.Resource(
             name=name,
             namespace=namespace,
             generation=int(body["metadata"].get("generation") or 0),
             annotations=body["metadata"].get("annotations") or {},
             spec=body.get("spec") or {},
-            status=before,
+            status=dict(tracked.status),
         )
+
+    async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:
+        namespace, name = key
+        resource = self._resource(key, tracked)
+        before = resource.status
         now = datetime.now(UTC)
         if planner.is_quiet(resource, now):
             observed = planner.quiet_observation(now)

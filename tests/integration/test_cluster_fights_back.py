@@ -1,0 +1,110 @@
+"""A cluster that pushes back: a quota that refuses the new version, a switch reverted by someone else,
+and a version nothing uses. None of them may end in a success that was not earned."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kubetest import Kube, condition, container, deployment, raw, secret
+from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
+from kubetest.rotations import at_revision, create, db_rotation, template_secrets, wait_rotation
+
+pytestmark = pytest.mark.integration
+ENV_NAME = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name"
+
+
+def _api_reading(kube: Kube, namespace: str, secret_name: str) -> None:
+    env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}}]
+    kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
+
+
+def _step_errors(operator: OperatorProcess, namespace: str) -> float:
+    pattern = rf'secretrotation_step_errors_total\{{name="db",namespace="{namespace}"\}} ([0-9.]+)'
+    found = re.search(pattern, operator.metrics())
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_quota_that_refuses_the_new_version_stalls_with_quota_exceeded_not_a_retry_loop(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    _api_reading(kube, namespace, "db")
+    count = str(len(raw(kube.core.list_namespaced_secret, namespace)["items"]))
+    quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": count}}}
+    kube.core.create_namespaced_resource_quota(namespace, quota)
+    kube.wait_one(
+        kube.core.list_namespaced_resource_quota,
+        "no-more-secrets",
+        lambda q: ((q.get("status") or {}).get("used") or {}).get("secrets") == count,
+        namespace=namespace,
+        what="quota usage counted",
+    )
+
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}]))
+    stalled = wait_rotation(
+        kube,
+        namespace,
+        "db",
+        lambda o: (condition(o, "Stalled") or {}).get("reason") == "QuotaExceeded",
+        "Stalled QuotaExceeded",
+    )
+
+    message = condition(stalled, "Stalled")["message"]  # type: ignore[index]
+    assert "exceeded quota" in message and "no-more-secrets" in message, message
+    assert (condition(stalled, "Ready") or {}).get("status") == "False", stalled["status"]
+    assert "currentSecret" not in stalled["status"], "nothing was rotated in"
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}, "nothing may be switched"
+    assert "retrying in 300s" in operator.logs(), "a refusal is retried every few minutes, not in a loop"
+    assert _step_errors(operator, namespace) <= 2, "the refused create was retried at once"
+
+    # Once the quota allows it, a change to the resource itself retries at once, and the rotation goes on.
+    kube.core.delete_namespaced_resource_quota("no-more-secrets", namespace)
+    patch = {"spec": {"retain": 2}}
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db", patch)
+    rotated = wait_rotation(kube, namespace, "db", at_revision(1), "revision 1 once the quota is gone")
+    assert rotated["status"]["currentSecret"] == "db-v1"
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+
+
+def test_a_switch_reverted_during_verification_is_never_promoted(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    _api_reading(kube, namespace, "db")
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
+    wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+
+    # Argo CD self-heal, or a human, puts the Deployment back on the Secret Git names.
+    revert = [{"op": "test", "path": ENV_NAME, "value": "db-v1"}, {"op": "replace", "path": ENV_NAME, "value": "db"}]
+    kube.apps.patch_namespaced_deployment("api", namespace, revert, _content_type="application/json-patch+json")
+
+    failed = wait_rotation(
+        kube,
+        namespace,
+        "db",
+        lambda o: (
+            (condition(o, "Stalled") or {}).get("reason") == "TargetChangedExternally"
+            and o["status"].get("phase") == "Idle"
+        ),
+        "Stalled TargetChangedExternally",
+    )
+    assert "Deployment api was changed by someone else" in condition(failed, "Stalled")["message"]  # type: ignore[index]
+    assert "currentSecret" not in failed["status"], f"a version no target uses was promoted: {failed['status']}"
+    assert (condition(failed, "Ready") or {}).get("status") == "False"
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}, "the operator fought the revert"
+
+
+def test_a_version_nothing_consumes_is_ready_as_no_consumers_not_verified_healthy(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}], targets=[{"kind": "Deployment", "name": "x"}]))
+
+    rotated = wait_rotation(kube, namespace, "db", at_revision(1), "revision 1")
+
+    ready = condition(rotated, "Ready") or {}
+    assert ready.get("reason") == "NoConsumers", ready
+    assert "nothing was verified" in ready.get("message", ""), ready
