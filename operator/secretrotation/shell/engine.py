@@ -86,10 +86,10 @@ class Engine:
             if tracked is not None:
                 self._stop(key)
             tracked = self.tracked[key] = _Tracked(body=body)
+            tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
         elif tracked.refused and _intent(tracked.body) == _intent(body):
             tracked.body = body  # only status (our own write) changed: a refusal is not retried for that
             return
-            tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
         tracked.body = body
         tracked.wake.set()
 
