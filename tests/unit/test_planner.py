@@ -227,6 +227,7 @@ class World:
             secrets=secrets,
             claims=dict(claims or {}),
             mount_failures=dict(self.mount_failures),
+            nonce=f"nonce-{self._resource_version()}",
         )
 
     def perform(self, rotation: str, action: Action) -> None:
@@ -241,6 +242,7 @@ class World:
                     immutable=True,
                     type=str(action.spec.secret_type),
                     resource_version=self._resource_version(),
+                    annotations={names.NONCE_ANNOTATION: action.nonce} if action.nonce else {},
                 )
         elif isinstance(action, PatchWorkload):
             assert action.kind == "Deployment", action
@@ -942,9 +944,12 @@ def test_a_paused_deployment_stalls_the_rotation_and_nothing_is_switched() -> No
         pytest.param(
             names.version_labels(ROTATION, 1), True, ("password", "username"), "kubernetes.io/basic-auth", id="type"
         ),
+        # Our labels exactly, intact: pre-planted, or left by a deleted SecretRotation of the same name.
+        # Labels can be copied; only the nonce this attempt wrote before creating proves it is ours.
+        pytest.param(names.version_labels(ROTATION, 1), True, ("password", "username"), "Opaque", id="labels-copied"),
     ],
 )
-def test_a_staged_name_taken_by_a_secret_that_is_not_our_intact_version_stalls_and_is_never_deleted(
+def test_a_staged_name_taken_by_a_secret_this_attempt_did_not_create_is_skipped_never_adopted_or_deleted(
     labels: dict[str, str], immutable: bool, keys: tuple[str, ...], secret_type: str
 ) -> None:
     world = shop()
@@ -952,13 +957,26 @@ def test_a_staged_name_taken_by_a_secret_that_is_not_our_intact_version_stalls_a
     squatter = world.secrets["db-v1"]
     rotation = Rotation(world)
 
-    phases = run_rotation(rotation)
+    run_rotation(rotation)
 
-    assert phases == ["Staging", "Idle"], phases
-    assert reason_of(rotation.status, "Stalled") == ("True", "StagedVersionConflict")
+    assert rotation.status["currentSecret"] == "db-v2", rotation.status
+    assert referenced(world.deployments["web"]) == {"db-v2"}, "switched to the name this rotation created"
     assert world.secrets["db-v1"] == squatter, "a Secret that is not ours was touched"
-    assert actions_of(rotation.plans, CreateVersion) == actions_of(rotation.plans, DeleteSecret) == []
-    assert actions_of(rotation.plans, PatchWorkload) == []
+    assert [a.name for a in actions_of(rotation.plans, CreateVersion)] == ["db-v2"]
+    assert "db-v1" not in [a.name for a in actions_of(rotation.plans, DeleteSecret)]
+    assert "VersionNameTaken" in [e.reason for p in rotation.plans for e in p.events]
+
+
+def test_a_rotation_finding_every_name_taken_stalls_with_staged_version_conflict() -> None:
+    world = shop()
+    for revision in range(1, 40):
+        world.add_secret(f"db-v{revision}", labels=names.version_labels(ROTATION, revision), immutable=True)
+    rotation = Rotation(world)
+
+    run_rotation(rotation, max_steps=40)
+
+    assert reason_of(rotation.status, "Stalled") == ("True", "StagedVersionConflict"), rotation.status
+    assert actions_of(rotation.plans, CreateVersion) == actions_of(rotation.plans, PatchWorkload) == []
 
 
 def test_a_workload_another_rotation_is_switching_makes_this_one_wait_and_switch_nothing() -> None:
@@ -1058,7 +1076,8 @@ def test_a_success_after_a_failure_clears_the_failure() -> None:
     run_rotation(rotation)
 
     status = rotation.status
-    assert (status["currentSecret"], status["revision"]) == ("db-v2", 2), status
+    # The failed db-v2 was collected, but its name is never used again: the kubelet caches immutable Secrets.
+    assert (status["currentSecret"], status["revision"], status["highestRevision"]) == ("db-v3", 3, 3), status
     assert [c["type"] for c in status["conditions"]] == ["Ready"], "Stalled must go once a rotation succeeds"
     assert not {"consecutiveFailures", "lastFailure", "failedGeneration"} & set(status), status
 
@@ -1264,3 +1283,18 @@ def test_a_version_nothing_consumes_is_ready_with_reason_no_consumers_never_veri
     assert ready is not None and (ready["status"], ready["reason"]) == ("True", "NoConsumers"), ready
     assert "verified" not in ready["message"].replace("nothing was verified", ""), ready["message"]
     assert rotation.status["targets"] == [], "no report of an earlier rotation's targets may stay"
+
+
+def test_a_rotation_of_another_rotations_version_is_refused_as_invalid_spec_and_touches_nothing() -> None:
+    world = shop()
+    world.add_secret("db-v1", labels=names.version_labels("app-db", 1), immutable=True)
+    world.add_deployment("api", consuming_pod_spec("db-v1"))
+    hijacker = Rotation(world, secret_spec(secretName="db-v1"), name="hijacker")
+
+    plan = hijacker.step()
+
+    assert reason_of(plan.status, "Stalled") == ("True", "InvalidSpec"), plan.status
+    message = condition(plan.status, "Stalled")["message"]  # type: ignore[index]
+    assert "spec.secretName: Secret db-v1 is a version staged by SecretRotation app-db" in message, message
+    assert plan.actions == () and "rotation" not in plan.status
+    assert referenced(world.deployments["api"]) == {"db-v1"}

@@ -29,7 +29,9 @@ def token_secret_name(account: str) -> str:
     return f"{account}{TOKEN_SUFFIX}"
 
 
-def account_manifest(name: str, rotation: str, revision: int, source: AccountState | None) -> dict[str, Any]:
+def account_manifest(
+    name: str, rotation: str, revision: int, source: AccountState | None, nonce: str | None = None
+) -> dict[str, Any]:
     """A new account version: labels, annotations, pull secrets and automount copied from ``source``."""
     labels = dict(source.labels) if source else {}
     labels.update(names.version_labels(rotation, revision))
@@ -43,6 +45,8 @@ def account_manifest(name: str, rotation: str, revision: int, source: AccountSta
         "kind": "ServiceAccount",
         "metadata": {"name": name, "labels": labels},
     }
+    if nonce:
+        annotations[names.NONCE_ANNOTATION] = nonce
     if annotations:
         manifest["metadata"]["annotations"] = annotations
     if source and source.image_pull_secrets:
@@ -52,7 +56,7 @@ def account_manifest(name: str, rotation: str, revision: int, source: AccountSta
     return manifest
 
 
-def token_secret_manifest(account: str, rotation: str, revision: int) -> dict[str, Any]:
+def token_secret_manifest(account: str, rotation: str, revision: int, nonce: str | None = None) -> dict[str, Any]:
     """A long-lived token Secret for ``account``, filled in by the token controller."""
     return {
         "apiVersion": "v1",
@@ -61,7 +65,10 @@ def token_secret_manifest(account: str, rotation: str, revision: int) -> dict[st
         "metadata": {
             "name": token_secret_name(account),
             "labels": names.version_labels(rotation, revision),
-            "annotations": {SERVICE_ACCOUNT_NAME_ANNOTATION: account},
+            "annotations": {
+                SERVICE_ACCOUNT_NAME_ANNOTATION: account,
+                **({names.NONCE_ANNOTATION: nonce} if nonce else {}),
+            },
         },
     }
 

@@ -22,6 +22,9 @@ MAX_BASE_NAME_LENGTH = 241
 ROTATION_LABEL = f"{GROUP}/rotation"
 REVISION_LABEL = f"{GROUP}/revision"
 REQUESTED_AT_ANNOTATION = f"{GROUP}/requested-at"
+# On every object a rotation creates: the nonce its record held before the create. Labels can be
+# copied by anyone who may create Secrets; an object made before the nonce existed cannot carry it.
+NONCE_ANNOTATION = f"{GROUP}/nonce"
 
 _VERSION_SEPARATOR = "-v"
 # Label values: at most 63 characters, alphanumeric at both ends.

@@ -22,6 +22,7 @@ class CreateVersion:
     name: str
     revision: int
     spec: RotationSpec
+    nonce: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class CreateAccount:
     name: str
     revision: int
     source: AccountState | None
+    nonce: str | None = None
 
 
 @dataclass(frozen=True)
 class CreateTokenSecret:
     account: str
     revision: int
+    nonce: str | None = None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ class InFlight:
     bindings: tuple[WorkloadRef, ...] | None = None  # bindings carried to a new account version
     failure: Failure | None = None
     rollback_started_at: datetime | None = None
+    nonce: str | None = None  # written before anything is created; every object created carries it
 
     def with_targets(self, targets: Sequence[Target]) -> InFlight:
         return replace(self, targets=tuple(targets))
@@ -126,6 +127,7 @@ class Record:
     phase: Phase = Phase.IDLE
     observed_generation: int = 0
     revision: int = 0
+    highest_revision: int = 0  # every version name up to this one has been used: never again
     current: str | None = None
     retained: list[str] | None = None
     pending_deletion: list[Blocked] = field(default_factory=list)
@@ -183,6 +185,7 @@ def read(status: Mapping[str, Any]) -> Record:
         phase=_phase(status.get("phase")) if rotation else Phase.IDLE,
         observed_generation=int(status.get("observedGeneration") or 0),
         revision=int(status.get("revision") or 0),
+        highest_revision=int(status.get("highestRevision") or 0),
         current=status.get("currentSecret") or None,
         retained=list(status["retainedSecrets"]) if "retainedSecrets" in status else None,
         pending_deletion=[
@@ -251,6 +254,7 @@ def _in_flight(entry: Mapping[str, Any]) -> InFlight:
         bindings=None if bindings is None else tuple(WorkloadRef(b["kind"], b["name"]) for b in bindings),
         failure=_failure(entry.get("failure")),
         rollback_started_at=parse_time(entry.get("rollbackStartedAt")),
+        nonce=entry.get("nonce") or None,
     )
 
 
@@ -261,6 +265,7 @@ def write(record: Record) -> dict[str, Any]:
     """The status to write for ``record``: absent values are left out, never written empty."""
     status: dict[str, Any] = {"observedGeneration": record.observed_generation, "phase": record.phase.value}
     _put(status, "revision", record.revision or None)
+    _put(status, "highestRevision", record.highest_revision or None)
     _put(status, "currentSecret", record.current)
     if record.retained is not None:
         status["retainedSecrets"] = list(record.retained)
@@ -329,4 +334,5 @@ def _write_in_flight(rotation: InFlight) -> dict[str, Any]:
     if rotation.failure is not None:
         entry["failure"] = {"reason": rotation.failure.reason, "message": rotation.failure.message}
     _put(entry, "rollbackStartedAt", _time(rotation.rollback_started_at))
+    _put(entry, "nonce", rotation.nonce)
     return entry

@@ -41,6 +41,7 @@ class SecretState:
     immutable: bool
     type: str
     resource_version: str
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Observed:
     bindings: Sequence[Obj] = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
     auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
+    nonce: str = ""  # fresh randomness from the shell, for a rotation that starts in this step
 
     def secret(self, name: str | None) -> SecretState | None:
         return self.secrets.get(name) if name else None

@@ -14,6 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from secrets import token_hex
 from typing import Any
 
 from kubernetes import client
@@ -156,6 +157,7 @@ class Cluster:
             bindings=self._bindings(namespace) if account_rotation else (),
             can_bind=account_rotation and self._may_patch_role_bindings(namespace),
             auto_tokens=account_rotation and self._auto_tokens(),
+            nonce=token_hex(8),
         )
 
     @functools.cache  # noqa: B019 - one Cluster per operator process; the server version does not change
@@ -236,6 +238,7 @@ class Cluster:
             immutable=bool(secret.get("immutable")),
             type=secret.get("type", "Opaque"),
             resource_version=meta["resourceVersion"],
+            annotations=meta.get("annotations") or {},
         )
 
     def _mount_failures(self, namespace: str) -> dict[str, datetime]:
@@ -261,10 +264,10 @@ class Cluster:
         elif isinstance(action, plan.DeleteSecret):
             self.delete_secret(namespace, action)
         elif isinstance(action, plan.CreateAccount):
-            manifest = accounts.account_manifest(action.name, rotation, action.revision, action.source)
+            manifest = accounts.account_manifest(action.name, rotation, action.revision, action.source, action.nonce)
             self._create(self.core.create_namespaced_service_account, namespace, manifest)
         elif isinstance(action, plan.CreateTokenSecret):
-            manifest = accounts.token_secret_manifest(action.account, rotation, action.revision)
+            manifest = accounts.token_secret_manifest(action.account, rotation, action.revision, action.nonce)
             self._create(self.core.create_namespaced_secret, namespace, manifest)
         elif isinstance(action, plan.PatchBinding):
             self.patch_binding(namespace, action)
@@ -309,6 +312,7 @@ class Cluster:
                     "name": action.name,
                     "namespace": namespace,
                     "labels": names.version_labels(rotation, action.revision),
+                    **({"annotations": {names.NONCE_ANNOTATION: action.nonce}} if action.nonce else {}),
                 },
                 "type": str(spec.secret_type),
                 "immutable": True,

@@ -7,16 +7,18 @@ long-lived token Secret ``<version>-token``, and token mounts are switched too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from secretrotation.core import accounts, names, references
+from secretrotation.core.conditions import Reason
 from secretrotation.core.credentials.base import Context, Removal, Staging
 from secretrotation.core.credentials.secret import referrers_of as secret_referrers
 from secretrotation.core.plan import Action, CreateAccount, CreateTokenSecret, DeleteAccount, DeleteSecret, PatchBinding
 from secretrotation.core.record import InFlight, WorkloadRef
-from secretrotation.core.rules import preflight
+from secretrotation.core.rules import Finding, preflight
 from secretrotation.core.rules.collect import Candidate
 from secretrotation.core.world import AccountState, NamespaceObjects, Obj, Observed, Referrer, pod_spec
 
@@ -47,6 +49,10 @@ class AccountCredential:
     def exists(self, observed: Observed, name: str) -> bool:
         return observed.account(name) is not None
 
+    def labels(self, observed: Observed, name: str) -> Mapping[str, str] | None:
+        found = observed.account(name)
+        return found.labels if found is not None else None
+
     def stage(self, context: Context, rotation: InFlight) -> Staging:
         """Create the account version, then its token, then add it to the bindings of the account in use."""
         observed, namespace = context.observed, context.namespace
@@ -58,13 +64,17 @@ class AccountCredential:
             if problem is not None:
                 return Staging(problem=problem)
             return Staging(
-                actions=(CreateAccount(rotation.version, rotation.revision, previous),),
+                actions=(CreateAccount(rotation.version, rotation.revision, previous, rotation.nonce),),
                 waiting=f"staging ServiceAccount {rotation.version}",
             )
-        problem = preflight.staged_account_is_ours(staged, context.rotation, rotation.revision)
+        problem = preflight.staged_account_is_ours(staged, context.rotation, rotation.revision, rotation.nonce)
         if problem is not None:
-            return Staging(problem=problem)
-        waiting, actions = self._tokens_pending(observed, staged, rotation.revision)
+            return Staging(problem=problem, taken=True)
+        token = observed.secret(accounts.token_secret_name(staged.name)) if self.token_secret else None
+        if token is not None and not preflight.created_by_this_attempt(token.annotations, rotation.nonce):
+            message = f"Secret {token.name} exists but was not created by this rotation; rename or remove it"
+            return Staging(problem=Finding(Reason.STAGED_VERSION_CONFLICT, message), taken=True)
+        waiting, actions = self._tokens_pending(observed, staged, rotation)
         if waiting is not None:
             return Staging(actions=actions, waiting=waiting, wake_after=TOKEN_WAIT)
         bindings = tuple(WorkloadRef(b["kind"], b["metadata"]["name"]) for b in carried)
@@ -81,7 +91,7 @@ class AccountCredential:
         return Staging(actions=patches, waiting=waiting, bindings=bindings)
 
     def _tokens_pending(
-        self, observed: Observed, staged: AccountState, revision: int
+        self, observed: Observed, staged: AccountState, rotation: InFlight
     ) -> tuple[str | None, tuple[Action, ...]]:
         """What the new account still waits for before pods may use it, and the action that makes progress.
 
@@ -92,7 +102,8 @@ class AccountCredential:
         if self.token_secret:
             token = observed.secret(accounts.token_secret_name(staged.name))
             if token is None:
-                return f"creating the token Secret of {staged.name}", (CreateTokenSecret(staged.name, revision),)
+                create = CreateTokenSecret(staged.name, rotation.revision, rotation.nonce)
+                return f"creating the token Secret of {staged.name}", (create,)
             if "token" not in token.keys:
                 return f"waiting for the token controller to fill {token.name}", ()
         if observed.auto_tokens:

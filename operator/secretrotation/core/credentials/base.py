@@ -8,7 +8,7 @@ is rewritten to use a new one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -47,6 +47,7 @@ class Staging:
     wake_after: timedelta | None = None
     problem: Finding | None = None
     bindings: tuple[WorkloadRef, ...] | None = None  # bindings the new version was added to
+    taken: bool = False  # ``problem`` is that something this attempt did not create holds the name
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Credential(Protocol):
         """Everything in the namespace that keeps version ``name`` in use."""
 
     def exists(self, observed: Observed, name: str) -> bool: ...
+
+    def labels(self, observed: Observed, name: str) -> Mapping[str, str] | None:
+        """The labels of the object ``name``, or None when it does not exist."""
 
     def stage(self, context: Context, rotation: InFlight) -> Staging:
         """The next step of staging ``rotation.version`` beside the version in use."""

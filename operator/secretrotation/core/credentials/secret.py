@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -47,6 +48,10 @@ class SecretCredential:
     def exists(self, observed: Observed, name: str) -> bool:
         return observed.secret(name) is not None
 
+    def labels(self, observed: Observed, name: str) -> Mapping[str, str] | None:
+        found = observed.secret(name)
+        return found.labels if found is not None else None
+
     def stage(self, context: Context, rotation: InFlight) -> Staging:
         """Create the new version, or adopt ours from an interrupted attempt once it proves intact."""
         spec, observed = context.spec, context.observed
@@ -56,16 +61,19 @@ class SecretCredential:
             if problem is not None:
                 return Staging(problem=problem)
             return Staging(
-                actions=(CreateVersion(rotation.version, rotation.revision, spec),),
+                actions=(CreateVersion(rotation.version, rotation.revision, spec, rotation.nonce),),
                 waiting=f"staging {rotation.version}",
             )
         expected_keys = (
             frozenset(r.key for r in spec.generate) if spec.from_secret is None else observed.from_secret_keys
         )
         problem = preflight.staged_secret_is_ours(
-            staged, context.rotation, rotation.revision, str(spec.secret_type), expected_keys
+            staged, context.rotation, rotation.revision, str(spec.secret_type), expected_keys, rotation.nonce
         )
-        return Staging(problem=problem)
+        taken = preflight.name_taken(
+            staged.labels, staged.annotations, context.rotation, rotation.revision, rotation.nonce
+        )
+        return Staging(problem=problem, taken=taken)
 
     def missing(self, context: Context, pod_spec: Obj, old: str, new: str) -> list[str]:
         staged = context.observed.secret(new)

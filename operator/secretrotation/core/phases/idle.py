@@ -12,7 +12,7 @@ from secretrotation.core.phases import collecting
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
 from secretrotation.core.record import InFlight, Phase
-from secretrotation.core.rules import trigger
+from secretrotation.core.rules import preflight, trigger
 from secretrotation.core.spec import InvalidSpec, spec_to_snapshot
 
 
@@ -42,7 +42,16 @@ def idle(step: Step) -> Plan:
         step.settled()
         return step.done(wake_at=None if spec.paused else rec.next_rotation_time)
     assert decision.trigger is not None
-    revision = rec.revision + 1
+    credential = step.credential
+    hijack = preflight.base_is_not_a_version(
+        credential.kind, spec.base_name, credential.labels(step.observed, spec.base_name)
+    )
+    if hijack is not None:
+        field = "spec.serviceAccount.name" if credential.kind == "ServiceAccount" else "spec.secretName"
+        return invalid(step, InvalidSpec(field, hijack.message))
+    # Never a name used before, collected or failed ones included: the kubelet caches immutable Secrets by name.
+    revision = max(rec.revision, rec.highest_revision) + 1
+    rec.highest_revision = revision
     previous = rec.current
     if not previous and step.credential.exists(step.observed, spec.base_name):
         previous = spec.base_name  # adopt the existing, unversioned Secret or ServiceAccount
@@ -55,6 +64,7 @@ def idle(step: Step) -> Plan:
         spec=spec_to_snapshot(spec),
         previous=previous,
         request=decision.request,
+        nonce=step.observed.nonce or None,
     )
     if decision.request:
         rec.last_handled_request = decision.request

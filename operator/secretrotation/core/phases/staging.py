@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from secretrotation.core import references
+from secretrotation.core import names, references
 from secretrotation.core.conditions import Condition, Reason
 from secretrotation.core.credentials import template_changes
 from secretrotation.core.phases import failing, verifying
@@ -22,6 +22,20 @@ from secretrotation.core.rules import Finding, preflight
 from secretrotation.core.world import Obj, Referrer, describe
 
 MAX_UNTRACKED = 20
+MAX_NAME_SKIPS = 16  # names found taken, skipped before the rotation stalls as StagedVersionConflict
+
+
+def _skip_taken_name(step: Step) -> Plan:
+    """Something this attempt did not create holds the name (a deleted incarnation's version, a squatter):
+    never adopt it, never touch it, and stage under the next name instead."""
+    rotation = step.rotation
+    revision = rotation.revision + 1
+    version = names.version_name(step.spec.base_name, revision)
+    step.event("VersionNameTaken", f"{rotation.version} exists and was not created by this rotation; staging {version}")
+    step.record.rotation = replace(rotation, revision=revision, version=version)
+    step.record.highest_revision = max(step.record.highest_revision, revision)
+    step.in_flight(Reason.STAGING, f"staging {version}")
+    return step.done(requeue=True)
 
 
 def staging(step: Step) -> Plan:
@@ -29,6 +43,8 @@ def staging(step: Step) -> Plan:
     staged = step.credential.stage(step.context, rotation)
     if staged.bindings is not None:
         step.record.rotation = rotation = replace(rotation, bindings=staged.bindings)
+    if staged.taken and rotation.revision < step.record.revision + 1 + MAX_NAME_SKIPS:
+        return _skip_taken_name(step)
     if staged.problem is not None:
         return failing.abort(step, Reason(staged.problem.reason), staged.problem.message, delete_staged=False)
     if staged.waiting is not None:

@@ -31,11 +31,34 @@ def from_secret_has_data(from_secret: str | None, keys: frozenset[str] | None) -
     return Finding(Reason.INVALID_SPEC, f"spec.from.secretName: Secret {from_secret} {problem}")
 
 
+def created_by_this_attempt(annotations: Mapping[str, str], nonce: str | None) -> bool:
+    """The object carries the nonce this rotation wrote to its record before creating anything.
+
+    Labels are not proof: anyone who may create Secrets can copy them, and a SecretRotation
+    re-created with the same name writes the same labels. A record from before nonces (an
+    upgrade mid-rotation) has none; then the labels are all there is.
+    """
+    return nonce is None or annotations.get(names.NONCE_ANNOTATION) == nonce
+
+
+def name_taken(
+    labels: Mapping[str, str], annotations: Mapping[str, str], rotation: str, revision: int, nonce: str | None
+) -> bool:
+    """An object holds the staged name that this attempt did not create: it is never adopted."""
+    labelled = all(labels.get(k) == v for k, v in names.version_labels(rotation, revision).items())
+    return not labelled or not created_by_this_attempt(annotations, nonce)
+
+
 def staged_secret_is_ours(
-    staged: SecretState, rotation: str, revision: int, secret_type: str, expected_keys: frozenset[str] | None
+    staged: SecretState,
+    rotation: str,
+    revision: int,
+    secret_type: str,
+    expected_keys: frozenset[str] | None,
+    nonce: str | None = None,
 ) -> Finding | None:
     """A Secret with the staged name is adopted only if it is this rotation's intact, immutable version."""
-    if any(staged.labels.get(k) != v for k, v in names.version_labels(rotation, revision).items()):
+    if name_taken(staged.labels, staged.annotations, rotation, revision, nonce):
         return Finding(
             Reason.STAGED_VERSION_CONFLICT,
             f"Secret {staged.name} exists but was not staged by this rotation; rename or remove it",
@@ -50,8 +73,10 @@ def staged_secret_is_ours(
     return None
 
 
-def staged_account_is_ours(staged: AccountState, rotation: str, revision: int) -> Finding | None:
-    if any(staged.labels.get(k) != v for k, v in names.version_labels(rotation, revision).items()):
+def staged_account_is_ours(
+    staged: AccountState, rotation: str, revision: int, nonce: str | None = None
+) -> Finding | None:
+    if name_taken(staged.labels, staged.annotations, rotation, revision, nonce):
         return Finding(
             Reason.STAGED_VERSION_CONFLICT,
             f"ServiceAccount {staged.name} exists but was not staged by this rotation; rename or remove it",
@@ -68,6 +93,17 @@ def bindings_may_be_carried(namespace: str, carried: Sequence[Obj], can_bind: bo
         Reason.BINDING_NOT_PERMITTED,
         f"namespace {namespace} has not opted in to ServiceAccount rotation: the account in use is bound by "
         f"{listed}, and the operator may not add subjects there (see deploy/rbac-serviceaccounts.yaml)",
+    )
+
+
+def base_is_not_a_version(kind: str, base: str, labels: Mapping[str, str] | None) -> Finding | None:
+    """The name to rotate may not be a version some rotation staged: rotating it would hijack that
+    rotation's workloads, and its collection would delete what the other one still uses."""
+    owner = (labels or {}).get(names.ROTATION_LABEL)
+    if owner is None:
+        return None
+    return Finding(
+        Reason.INVALID_SPEC, f"{kind} {base} is a version staged by SecretRotation {owner}; name the base it rotates"
     )
 
 
