@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.shell.cluster import Refused, StepConflict, refusal
+from secretrotation.shell.cluster import Refused, StepConflict, read, refusal
 from secretrotation.shell.engine import describe_error
 
 
@@ -69,3 +70,54 @@ def test_a_refusal_never_echoes_a_value_the_operator_sent() -> None:
     refused = refusal(leaked, "creating Secret db-v2", ["canary-Zx81-do-not-leak"])
 
     assert "canary" not in str(refused) and "<redacted>" in str(refused)
+
+
+class _Answer:
+    def __init__(self, payload: object) -> None:
+        self.data = json.dumps(payload).encode()
+
+
+def flaky(*failures: ApiException) -> Callable[..., _Answer]:
+    """A client method that fails with ``failures`` in turn, then answers."""
+    pending = list(failures)
+
+    def call(*_: object, **__: object) -> _Answer:
+        if pending:
+            raise pending.pop(0)
+        return _Answer({"items": []})
+
+    return call
+
+
+def throttled(retry_after: str) -> ApiException:
+    error = ApiException(status=429, reason="Too Many Requests")
+    error.headers = {"Retry-After": retry_after}
+    return error
+
+
+def test_a_read_is_retried_through_server_errors_and_throttling_honouring_retry_after() -> None:
+    slept: list[float] = []
+
+    answer = read(flaky(ApiException(status=503), throttled("2"), ApiException(status=500)), sleep=slept.append)
+
+    assert answer == {"items": []}
+    assert len(slept) == 3 and slept[1] == 2.0, slept
+    assert all(0 < s <= 10 for s in slept), slept
+
+
+def test_a_read_refused_for_good_is_not_retried() -> None:
+    slept: list[float] = []
+
+    with pytest.raises(ApiException) as refused:
+        read(flaky(ApiException(status=403)), sleep=slept.append)
+
+    assert refused.value.status == 403 and slept == []
+
+
+def test_a_read_that_keeps_failing_gives_up_after_four_attempts() -> None:
+    slept: list[float] = []
+
+    with pytest.raises(ApiException):
+        read(flaky(*(ApiException(status=503) for _ in range(4))), sleep=slept.append)
+
+    assert len(slept) == 3, slept

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import functools
 import json
+import random
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -98,8 +101,42 @@ def _api_message(error: ApiException, sent: Iterable[str]) -> str:
     return message if len(message) <= MAX_API_MESSAGE else message[: MAX_API_MESSAGE - 3] + "..."
 
 
+READ_ATTEMPTS = 4
+MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is left to the step's own backoff
+
+
+def read(call: Callable[..., Any], *args: Any, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> Any:
+    """``raw(call, ...)`` for a read, retried with jittered backoff on 429, 5xx and connection trouble.
+
+    Reads are idempotent, so a lost answer or a throttled request costs a short wait here
+    rather than a failed step. Retry-After is honoured (up to ``MAX_RETRY_AFTER``).
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return raw(call, *args, **kwargs)
+        except ApiException as error:
+            transient = error.status == 429 or (error.status or 0) >= 500
+            if not transient or attempt == READ_ATTEMPTS - 1:
+                raise
+            delay = _retry_after(error) or 0.2 * 2**attempt * random.uniform(0.5, 1.5)
+        except (urllib3.exceptions.HTTPError, OSError):
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            delay = 0.2 * 2**attempt * random.uniform(0.5, 1.5)
+        sleep(delay)
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+def _retry_after(error: ApiException) -> float | None:
+    value = (error.headers or {}).get("Retry-After") if error.headers else None
+    try:
+        return min(float(value), MAX_RETRY_AFTER) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
-    return tuple(raw(call, namespace, **kwargs)["items"])
+    return tuple(read(call, namespace, **kwargs)["items"])
 
 
 def safe_api_error(error: ApiException) -> str:
@@ -169,7 +206,7 @@ class Cluster:
 
     def account_state(self, namespace: str, name: str) -> world.AccountState | None:
         try:
-            account = raw(self.core.read_namespaced_service_account, name, namespace)
+            account = read(self.core.read_namespaced_service_account, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -188,7 +225,7 @@ class Cluster:
     def _bindings(self, namespace: str) -> tuple[dict[str, Any], ...]:
         found = [{**b, "kind": "RoleBinding"} for b in _items(self.rbac.list_namespaced_role_binding, namespace)]
         if self.cluster_role_bindings:
-            listing = raw(self.rbac.list_cluster_role_binding)["items"]
+            listing = read(self.rbac.list_cluster_role_binding)["items"]
             found += [{**b, "kind": "ClusterRoleBinding"} for b in listing]
         return tuple(found)
 
@@ -225,7 +262,7 @@ class Cluster:
     def secret_state(self, namespace: str, name: str) -> world.SecretState | None:
         """What the operator keeps of a Secret: names and metadata, never values."""
         try:
-            secret = raw(self.core.read_namespaced_secret, name, namespace)
+            secret = read(self.core.read_namespaced_secret, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -299,7 +336,7 @@ class Cluster:
     def create_version(self, namespace: str, rotation: str, action: plan.CreateVersion) -> None:
         spec = action.spec
         if spec.from_secret is not None:
-            source = raw(self.core.read_namespaced_secret, spec.from_secret, namespace)
+            source = read(self.core.read_namespaced_secret, spec.from_secret, namespace)
             data = dict(source.get("data") or {})  # already base64, copied as is
             body: dict[str, Any] = {"data": data}
         else:
