@@ -108,3 +108,33 @@ def test_a_version_nothing_consumes_is_ready_as_no_consumers_not_verified_health
     ready = condition(rotated, "Ready") or {}
     assert ready.get("reason") == "NoConsumers", ready
     assert "nothing was verified" in ready.get("message", ""), ready
+
+
+def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    _api_reading(kube, namespace, "db")
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
+    wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
+
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment,
+        "api",
+        lambda d: "db-v1" not in str(d["spec"]["template"]),
+        namespace=namespace,
+        what="api back on the version in use",
+    )
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
+    events = kube.wait(
+        kube.core.list_namespaced_event,
+        lambda items: any(e["reason"] == "RevertedOnDeletion" for e in items),
+        namespace=namespace,
+        what="a RevertedOnDeletion Event",
+    )
+    [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
+    assert reverted["type"] == "Warning" and "Deployment api returned to db" in reverted["message"], reverted
+    assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}

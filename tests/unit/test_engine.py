@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.shell.cluster import Refused, StepConflict, read, refusal
+from secretrotation.shell.api import Refused, StepConflict, read, refusal
 from secretrotation.shell.engine import describe_error
 
 

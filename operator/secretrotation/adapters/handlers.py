@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client, config
 
 from secretrotation.core import names, plan
-from secretrotation.shell import cluster, engine
+from secretrotation.shell import api, cluster, engine
 
 ANNOTATION_PREFIX = names.GROUP
 
@@ -45,7 +45,7 @@ def _api_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return cluster.BoundedApiClient()
+    return api.BoundedApiClient()
 
 
 class _QuietEventHandlers(logging.Filter):

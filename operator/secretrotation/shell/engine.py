@@ -25,7 +25,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from secretrotation.core import plan, planner, record, world
-from secretrotation.shell import cluster, metrics
+from secretrotation.core.phases import deleted
+from secretrotation.shell import api, cluster, metrics
 
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
@@ -45,7 +46,7 @@ def _intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
 def describe_error(error: Exception) -> str:
     """An error for logs and Events: an API error's body may echo request data, so it is never included."""
     if isinstance(error, ApiException):
-        return cluster.safe_api_error(error)
+        return api.safe_api_error(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -76,6 +77,7 @@ class Engine:
         self.post_event = post_event
         self.tracked: dict[Key, _Tracked] = {}
         self.claim_locks: dict[str, asyncio.Lock] = {}
+        self.reverting: set[asyncio.Task[None]] = set()  # reverts after a deletion, kept until they finish
 
     # -- inputs from watches -------------------------------------------------------------------
 
@@ -95,11 +97,35 @@ class Engine:
 
     def resource_deleted(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        tracked = self.tracked.get(key)
+        # The status this task last wrote is newer than the one in a DELETED event that may lag behind.
+        status = dict(tracked.status) if tracked is not None else dict(body.get("status") or {})
         self._stop(key)
         metrics.forget(*key)
-        kept = sorted(record.read(body.get("status") or {}).versions_of_interest())
+        kept = sorted(record.read(status).versions_of_interest())
         message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
         self.post_event(body, plan.Event("VersionsLeftInPlace", message))
+        if deleted.switched_targets(status):
+            task = asyncio.create_task(self._revert_on_deletion(key[0], body, status), name=f"revert:{key[0]}/{key[1]}")
+            self.reverting.add(task)
+            task.add_done_callback(self.reverting.discard)
+
+    async def _revert_on_deletion(self, namespace: str, body: Mapping[str, Any], status: dict[str, Any]) -> None:
+        """Return the targets a deleted rotation switched, and never verified, to the version in use."""
+        try:
+            targets = deleted.switched_targets(status)
+            read = self.cluster.workload
+            found = {(t.kind, t.name): await asyncio.to_thread(read, namespace, t.kind, t.name) for t in targets}
+            patches, event = deleted.revert(status, found)
+            for patch in patches:
+                await asyncio.to_thread(self.cluster.perform, namespace, body["metadata"]["name"], patch)
+            if event is not None:
+                log.warning("%s/%s: %s", namespace, body["metadata"]["name"], event.message)
+                self.post_event(body, event)
+        except Exception as error:
+            problem = describe_error(error)
+            log.warning("%s/%s: could not revert after deletion (%s)", namespace, body["metadata"]["name"], problem)
+            self.post_event(body, plan.Event("RevertFailed", f"could not revert after deletion: {problem}", True))
 
     def namespace_changed(self, namespace: str) -> None:
         """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
@@ -132,7 +158,7 @@ class Engine:
                 step = await self._step(key, tracked)
                 failures = conflicts = 0
                 tracked.refused_until = 0.0
-            except cluster.StepConflict as conflict:
+            except api.StepConflict as conflict:
                 # The world moved under the step; re-plan from a fresh view, backing off if it keeps moving.
                 conflicts += 1
                 metrics.STEP_ERRORS.labels(*key).inc()
@@ -140,7 +166,7 @@ class Engine:
                 log.info("%s/%s: %s; re-planning in %.1fs", *key, conflict, delay)
                 await asyncio.sleep(delay)
                 continue
-            except cluster.Refused as refused:
+            except api.Refused as refused:
                 metrics.STEP_ERRORS.labels(*key).inc()
                 log.warning("%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY)
                 tracked.refused_until = time.monotonic() + REFUSED_RETRY
@@ -182,7 +208,7 @@ class Engine:
                 claims[(target.kind, target.name)] = name
         return claims
 
-    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: cluster.Refused) -> None:
+    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: api.Refused) -> None:
         """Stalled, with the refusal's reason and the API server's message, written to status."""
         resource = self._resource(key, tracked)
         report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))

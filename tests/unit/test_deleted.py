@@ -1,0 +1,56 @@
+"""A SecretRotation deleted mid-rotation: its unverified switches go back, and nothing is deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from secretrotation.core.phases import deleted
+
+PATH = "/spec/template/spec/volumes/0/secret/secretName"
+
+
+def status(phase: str, *, switched: bool = True) -> dict[str, Any]:
+    target = {"kind": "Deployment", "name": "web", "changes": [{"path": PATH, "from": "db-v1", "to": "db-v2"}]}
+    return {
+        "phase": phase,
+        "rotation": {
+            "revision": 2,
+            "secret": "db-v2",
+            "previousSecret": "db-v1",
+            "startedAt": "2026-03-01T12:00:00Z",
+            "targets": [{**target, "switched": switched}],
+        },
+    }
+
+
+def web(secret_name: str) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"volumes": [{"name": "v", "secret": {"secretName": secret_name}}]}}}}
+
+
+@pytest.mark.parametrize("phase", ["RollingOut", "Verifying", "RollingBack"])
+def test_a_target_still_on_the_unverified_version_goes_back_and_the_warning_names_it(phase: str) -> None:
+    patches, event = deleted.revert(status(phase), {("Deployment", "web"): web("db-v2")})
+
+    assert [(p.kind, p.name, [(c.path, c.old, c.new) for c in p.changes]) for p in patches] == [
+        ("Deployment", "web", [(PATH, "db-v2", "db-v1")])
+    ]
+    assert event is not None and event.warning and event.reason == "RevertedOnDeletion"
+    assert "Deployment web returned to db-v1" in event.message and "nothing was deleted" in event.message
+
+
+def test_a_promoted_version_is_verified_and_nothing_goes_back() -> None:
+    assert deleted.switched_targets(status("CollectingGarbage")) == []
+    assert deleted.revert(status("CollectingGarbage"), {("Deployment", "web"): web("db-v2")}) == ([], None)
+
+
+def test_a_target_someone_else_changed_since_is_left_alone_and_named() -> None:
+    patches, event = deleted.revert(status("Verifying"), {("Deployment", "web"): web("db-hand-edited")})
+
+    assert patches == []
+    assert event is not None and "Deployment web changed by someone else, left as they are" in event.message
+
+
+def test_a_target_already_back_on_the_version_in_use_needs_nothing() -> None:
+    assert deleted.revert(status("RollingBack"), {("Deployment", "web"): web("db-v1")}) == ([], None)
