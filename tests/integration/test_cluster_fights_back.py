@@ -20,6 +20,15 @@ def _api_reading(kube: Kube, namespace: str, secret_name: str) -> None:
     kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
 
 
+def _verifying_on_v1(kube: Kube, namespace: str) -> None:
+    """Deployment api switched from db to db-v1, and held in Verifying for a minute (stableFor)."""
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    _api_reading(kube, namespace, "db")
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
+    wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+
+
 def _step_errors(operator: OperatorProcess, namespace: str) -> float:
     pattern = rf'secretrotation_step_errors_total\{{name="db",namespace="{namespace}"\}} ([0-9.]+)'
     found = re.search(pattern, operator.metrics())
@@ -71,11 +80,7 @@ def test_a_quota_that_refuses_the_new_version_stalls_with_quota_exceeded_not_a_r
 def test_a_switch_reverted_during_verification_is_never_promoted(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
-    _api_reading(kube, namespace, "db")
-    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
-    wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
-    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+    _verifying_on_v1(kube, namespace)
 
     # Argo CD self-heal, or a human, puts the Deployment back on the Secret Git names.
     revert = [{"op": "test", "path": ENV_NAME, "value": "db-v1"}, {"op": "replace", "path": ENV_NAME, "value": "db"}]
@@ -113,11 +118,7 @@ def test_a_version_nothing_consumes_is_ready_as_no_consumers_not_verified_health
 def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
-    _api_reading(kube, namespace, "db")
-    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
-    wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
-    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
+    _verifying_on_v1(kube, namespace)
 
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
 

@@ -117,6 +117,16 @@ def read(call: Callable[..., Any], *args: Any, sleep: Callable[[float], None] = 
     raise AssertionError("unreachable: the last attempt raises")
 
 
+def read_named(call: Callable[..., Any], name: str, namespace: str) -> Any:
+    """``read`` of one object by name; None when it does not exist."""
+    try:
+        return read(call, name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def _retry_after(error: ApiException) -> float | None:
     value = (error.headers or {}).get("Retry-After") if error.headers else None
     try:

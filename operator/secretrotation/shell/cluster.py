@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from secretrotation.core import accounts, names, objects, plan, planner, record, world
 from secretrotation.core import spec as model
-from secretrotation.shell.api import read, refusal, safe_api_error
+from secretrotation.shell.api import read, read_named, refusal, safe_api_error
 from secretrotation.shell.kubejson import raw, untyped
 
 JSON_PATCH = "application/json-patch+json"
@@ -93,12 +93,9 @@ class Cluster:
         return int(version["major"]) == 1 and minor < 24
 
     def account_state(self, namespace: str, name: str) -> world.AccountState | None:
-        try:
-            account = read(self.core.read_namespaced_service_account, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        account = read_named(self.core.read_namespaced_service_account, name, namespace)
+        if account is None:
+            return None
         meta = account["metadata"]
         return world.AccountState(
             name=name,
@@ -149,12 +146,9 @@ class Cluster:
 
     def secret_state(self, namespace: str, name: str) -> world.SecretState | None:
         """What the operator keeps of a Secret: names and metadata, never values."""
-        try:
-            secret = read(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        secret = read_named(self.core.read_namespaced_secret, name, namespace)
+        if secret is None:
+            return None
         meta = secret["metadata"]
         return world.SecretState(
             name=name,
@@ -257,12 +251,8 @@ class Cluster:
             "StatefulSet": self.apps.read_namespaced_stateful_set,
             "DaemonSet": self.apps.read_namespaced_daemon_set,
         }[kind]
-        try:
-            return {**read(get, name, namespace), "kind": kind}
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        found = read_named(get, name, namespace)
+        return {**found, "kind": kind} if found is not None else None
 
     def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> None:
         operations: list[dict[str, Any]] = []
