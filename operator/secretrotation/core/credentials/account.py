@@ -38,6 +38,7 @@ def referrers_of(account: str, objects: NamespaceObjects) -> list[Referrer]:
 class AccountCredential:
     token_secret: bool = False  # versions get an operator-made token Secret, and token mounts are switched
     kind: Literal["Secret", "ServiceAccount"] = "ServiceAccount"
+    base_field: str = "spec.serviceAccount.name"
 
     def uses(self, pod_spec: Obj, name: str) -> bool:
         # Only versions with an operator-made token can switch a token mount.

@@ -62,6 +62,10 @@ class Credential(Protocol):
     @property
     def kind(self) -> Literal["Secret", "ServiceAccount"]: ...
 
+    @property
+    def base_field(self) -> str:
+        """The spec field that names what is rotated, for messages."""
+
     def uses(self, pod_spec: Obj, name: str) -> bool:
         """Whether a pod spec consumes version ``name``."""
 

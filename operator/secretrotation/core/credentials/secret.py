@@ -38,6 +38,7 @@ def referrers_of(secret: str, objects: NamespaceObjects) -> list[Referrer]:
 @dataclass(frozen=True)
 class SecretCredential:
     kind: Literal["Secret", "ServiceAccount"] = "Secret"
+    base_field: str = "spec.secretName"
 
     def uses(self, pod_spec: Obj, name: str) -> bool:
         return bool(references.references_to(pod_spec, name))

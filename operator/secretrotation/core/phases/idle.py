@@ -47,8 +47,7 @@ def idle(step: Step) -> Plan:
         credential.kind, spec.base_name, credential.labels(step.observed, spec.base_name)
     )
     if hijack is not None:
-        field = "spec.serviceAccount.name" if credential.kind == "ServiceAccount" else "spec.secretName"
-        return invalid(step, InvalidSpec(field, hijack.message))
+        return invalid(step, InvalidSpec(credential.base_field, hijack.message))
     # Never a name used before, collected or failed ones included: the kubelet caches immutable Secrets by name.
     revision = max(rec.revision, rec.highest_revision) + 1
     rec.highest_revision = revision
