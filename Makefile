@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CLUSTER_DIR := .cluster
 
-.PHONY: all venv provision test unit integration bench lint demo cluster-up cluster-down e2e clean
+.PHONY: all venv provision test unit integration bench lint check-rules demo cluster-up cluster-down e2e clean
 
 all: test
 
@@ -35,9 +35,13 @@ integration: venv provision
 bench: venv provision
 	$(PY) -m pytest tests/bench -s
 
+## make check-rules: delete each rule check once; the unit suite must catch every deletion (about 2 minutes).
+check-rules: venv
+	$(PY) tools/delete_each_check.py
+
 lint: venv
-	$(VENV)/bin/ruff check operator dev tests e2e
-	$(VENV)/bin/ruff format --check operator dev tests e2e
+	$(VENV)/bin/ruff check operator dev tests e2e tools
+	$(VENV)/bin/ruff format --check operator dev tests e2e tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
