@@ -68,8 +68,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     # One line per watch event would drown the transitions that matter.
     logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
-    api = cluster.Cluster(_api_client(), cluster_role_bindings=OPTIONS.cluster_role_bindings)
-    memo.engine = engine.Engine(api, _post_event)
+    kube = cluster.Cluster(_api_client(), cluster_role_bindings=OPTIONS.cluster_role_bindings)
+    memo.engine = engine.Engine(kube, _post_event)
 
 
 @kopf.on.cleanup()

@@ -72,8 +72,8 @@ class _Tracked:
 
 
 class Engine:
-    def __init__(self, api: cluster.Cluster, post_event: EventPoster) -> None:
-        self.cluster = api
+    def __init__(self, kube: cluster.Cluster, post_event: EventPoster) -> None:
+        self.cluster = kube
         self.post_event = post_event
         self.tracked: dict[Key, _Tracked] = {}
         self.claim_locks: dict[str, asyncio.Lock] = {}
