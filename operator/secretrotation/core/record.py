@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from secretrotation.core.objects import parse_time, timestamp
+from secretrotation.core.objects import parse_time, timestamp, value_at
 
 
 class Phase(enum.StrEnum):
@@ -55,6 +55,14 @@ class Target:
     @property
     def label(self) -> str:
         return f"{self.kind} {self.name}"
+
+    def on_new(self, workload: Mapping[str, Any]) -> bool:
+        """The workload holds every reference this rotation switched it to."""
+        return all(value_at(workload, c.path) == c.new for c in self.changes)
+
+    def on_old(self, workload: Mapping[str, Any]) -> bool:
+        """The workload holds every reference it had before this rotation switched it."""
+        return all(value_at(workload, c.path) == c.old for c in self.changes)
 
 
 @dataclass(frozen=True)

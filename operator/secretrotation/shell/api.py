@@ -108,11 +108,11 @@ def read(call: Callable[..., Any], *args: Any, sleep: Callable[[float], None] = 
             transient = error.status == 429 or (error.status or 0) >= 500
             if not transient or attempt == READ_ATTEMPTS - 1:
                 raise
-            delay = _retry_after(error) or 0.2 * 2**attempt * random.uniform(0.5, 1.5)
+            delay = _retry_after(error) or _jittered(attempt)
         except (urllib3.exceptions.HTTPError, OSError):
             if attempt == READ_ATTEMPTS - 1:
                 raise
-            delay = 0.2 * 2**attempt * random.uniform(0.5, 1.5)
+            delay = _jittered(attempt)
         sleep(delay)
     raise AssertionError("unreachable: the last attempt raises")
 
@@ -125,6 +125,11 @@ def read_named(call: Callable[..., Any], name: str, namespace: str) -> Any:
         if error.status == 404:
             return None
         raise
+
+
+def _jittered(attempt: int) -> float:
+    """0.2 s doubling per attempt, spread by half either way so that retries do not arrive together."""
+    return 0.2 * 2.0**attempt * random.uniform(0.5, 1.5)
 
 
 def _retry_after(error: ApiException) -> float | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from secretrotation.core import record
-from secretrotation.core.objects import value_at
 from secretrotation.core.plan import Event, PatchWorkload
 from secretrotation.core.record import Phase, Target
 from secretrotation.core.world import Obj
@@ -43,9 +42,9 @@ def revert(
     left: list[str] = []
     for target in targets:
         workload = workloads.get((target.kind, target.name))
-        if workload is not None and all(value_at(workload, c.path) == c.new for c in target.changes):
+        if workload is not None and target.on_new(workload):
             patches.append(PatchWorkload(target.kind, target.name, tuple(c.reversed() for c in target.changes)))
-        elif workload is not None and not all(value_at(workload, c.path) == c.old for c in target.changes):
+        elif workload is not None and not target.on_old(workload):
             left.append(target.label)
     if not patches and not left:
         return [], None

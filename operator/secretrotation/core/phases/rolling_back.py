@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from secretrotation.core import references, rollout
 from secretrotation.core.conditions import Condition, Reason
-from secretrotation.core.objects import value_at
 from secretrotation.core.phases import failing
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import DeletePod, PatchWorkload, Plan
@@ -28,13 +27,12 @@ def rolling_back(step: Step) -> Plan:
         workload = step.observed.objects.workload(target.kind, target.name)
         if workload is None:
             continue
-        values = [value_at(workload, c.path) for c in target.changes]
-        if all(v == c.new for v, c in zip(values, target.changes, strict=True)):
+        if target.on_new(workload):
             reverse = tuple(c.reversed() for c in target.changes)
             step.actions.append(PatchWorkload(target.kind, target.name, reverse))
             pending.append(f"{target.label}: reverting")
             continue
-        if not all(v == c.old for v, c in zip(values, target.changes, strict=True)):
+        if not target.on_old(workload):
             return _stalled(step, f"{target.label} was changed by someone else; cannot revert it safely")
         pending += _progress(step, workload, rotation.version)
     if pending:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from secretrotation.core.conditions import Reason
-from secretrotation.core.objects import value_at
 from secretrotation.core.phases import failing
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import PatchWorkload, Plan
@@ -22,10 +21,9 @@ def rolling_out(step: Step) -> Plan:
     targets: list[Target] = list(rotation.targets)
     for index, target in enumerate(targets):
         workload = step.observed.objects.workload(target.kind, target.name)
-        values = [value_at(workload, c.path) for c in target.changes] if workload is not None else []
-        if workload is not None and all(v == c.new for v, c in zip(values, target.changes, strict=True)):
+        if workload is not None and target.on_new(workload):
             targets[index] = replace(target, switched=True)
-        elif workload is not None and all(v == c.old for v, c in zip(values, target.changes, strict=True)):
+        elif workload is not None and target.on_old(workload):
             step.actions.append(PatchWorkload(target.kind, target.name, target.changes))
             targets[index] = replace(target, switched=True)
         else:

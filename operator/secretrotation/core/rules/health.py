@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from secretrotation.core import pods, rollout
-from secretrotation.core.objects import parse_time, value_at
+from secretrotation.core.objects import parse_time
 from secretrotation.core.record import Target
 from secretrotation.core.rules import Finding, first
 from secretrotation.core.world import Obj, Observed
@@ -33,7 +33,7 @@ def switch_holds(target: Target, workload: Obj | None, during: str) -> Finding |
     """The workload is still there and still carries every reference the rotation set."""
     if workload is None:
         return Finding(VERIFICATION_FAILED, f"{target.label} disappeared during {during}")
-    if any(value_at(workload, c.path) != c.new for c in target.changes):
+    if not target.on_new(workload):
         return Finding(CHANGED_EXTERNALLY, f"{target.label} was changed by someone else during {during}")
     return None
 
