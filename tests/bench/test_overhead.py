@@ -15,7 +15,7 @@ import pytest
 
 from kubetest import Kube, container, deployment, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, rotation
-from secretrotation.core import guard, names, planner
+from secretrotation.core import names, planner, world
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_planner_step_on_a_busy_namespace(benchmark: Any) -> None:
         manifest["spec"]["selector"] = {"matchLabels": {"app": f"app-{i}"}}
         manifest["status"] = {"observedGeneration": 2, "replicas": 20, "updatedReplicas": 20, "availableReplicas": 20}
         deployments.append(manifest)  # fmt: skip
-    objects = guard.NamespaceObjects(pods=[_pod(i, "db-v2") for i in range(400)], deployments=deployments)
+    objects = world.NamespaceObjects(pods=[_pod(i, "db-v2") for i in range(400)], deployments=deployments)
     now = datetime(2026, 1, 2, tzinfo=UTC)
     targets = [{"kind": "Deployment", "name": f"app-{i}", "switched": True, "changes": []} for i in range(20)]
     status = {
@@ -65,8 +65,8 @@ def test_planner_step_on_a_busy_namespace(benchmark: Any) -> None:
         },
     }  # fmt: skip
     spec = {"secretName": "db", "generate": [{"key": "password"}]}
-    resource = planner.Resource("db", "shop", 1, {}, spec, status)
-    observed = planner.Observed(now=now, objects=objects, secrets={})
+    resource = world.Resource("db", "shop", 1, {}, spec, status)
+    observed = world.Observed(now=now, objects=objects, secrets={})
 
     step = benchmark(planner.plan, resource, observed)
 

@@ -34,3 +34,13 @@ def test_no_module_of_the_operator_is_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert long == {}, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_the_benchmarks_still_import() -> None:
+    # make bench is not part of make test: without this, a rename breaks it silently.
+    import importlib.util
+
+    for path in sorted((REPO / "tests" / "bench").glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
