@@ -64,6 +64,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.reporting_component = "secretrotation"
     settings.posting.reporting_instance = os.environ.get("POD_NAME", "secretrotation")
     settings.networking.request_timeout = 60
+    # A watch that goes quiet on a half-open connection is noticed and reopened from its last
+    # resourceVersion (nothing is missed): the server ends each watch within 5 minutes, and the
+    # client gives up on one that outlives that by half a minute.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
     # Resources are named with full group/version: no CRD discovery, no cluster-wide RBAC for it.
     settings.scanning.disabled = True
     # One line per watch event would drown the transitions that matter.
@@ -85,16 +91,26 @@ async def rotation_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, *
         memo.engine.resource_changed(dict(body))
 
 
-@kopf.on.event("", "v1", "pods")
-@kopf.on.event("", "v1", "serviceaccounts")
-@kopf.on.event("batch", "v1", "jobs")
-@kopf.on.event("apps", "v1", "replicasets")
-@kopf.on.event("apps", "v1", "deployments")
-@kopf.on.event("apps", "v1", "statefulsets")
-@kopf.on.event("apps", "v1", "daemonsets")
-async def workload_changed(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if namespace:
-        memo.engine.namespace_changed(namespace)
+def _feeds_the_store(kind: str, group: str, plural: str) -> None:
+    """Every event of ``kind`` goes to the engine's store, and wakes the rotations waiting in its namespace."""
+
+    async def changed(type: str | None, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+        if namespace:
+            memo.engine.object_changed(kind, namespace, type, body)
+
+    kopf.on.event(group, "v1", plural, id=f"store-{plural}")(changed)
+
+
+for _kind, _group, _plural in (
+    ("Pod", "", "pods"),
+    ("ServiceAccount", "", "serviceaccounts"),
+    ("Job", "batch", "jobs"),
+    ("ReplicaSet", "apps", "replicasets"),
+    ("Deployment", "apps", "deployments"),
+    ("StatefulSet", "apps", "statefulsets"),
+    ("DaemonSet", "apps", "daemonsets"),
+):
+    _feeds_the_store(_kind, _group, _plural)
 
 
 @kopf.on.probe(id="rotations")

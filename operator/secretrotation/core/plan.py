@@ -14,7 +14,7 @@ from typing import Any
 
 from secretrotation.core.record import Change
 from secretrotation.core.spec import RotationSpec
-from secretrotation.core.world import AccountState
+from secretrotation.core.world import AccountState, Fact
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,4 @@ class Plan:
     events: tuple[Event, ...] = ()
     requeue: bool = False  # step again as soon as this one is done
     wake_at: datetime | None = None  # step again then, even without a watch event
+    needs: frozenset[Fact] = frozenset()  # plan again once these are fetched; nothing else here counts

@@ -23,7 +23,7 @@ from secretrotation.core.plan import Plan
 from secretrotation.core.record import Phase
 from secretrotation.core.rules import trigger
 from secretrotation.core.spec import GenerateRule, InvalidSpec, RotationSpec, SecretType, parse_spec, spec_from_snapshot
-from secretrotation.core.world import AccountState, NamespaceObjects, Observed, Resource
+from secretrotation.core.world import LISTED_KINDS, AccountState, Fact, NamespaceObjects, NeedFacts, Observed, Resource
 
 PHASES: Mapping[Phase, Callable[[Step], Plan]] = {
     Phase.STAGING: staging.staging,
@@ -35,7 +35,18 @@ PHASES: Mapping[Phase, Callable[[Step], Plan]] = {
 
 
 def plan(resource: Resource, observed: Observed) -> Plan:
-    """The next step of one SecretRotation."""
+    """The next step of one SecretRotation, or the facts it needs first (``Plan.needs``).
+
+    A step that reads a fact the observation lacks plans nothing: the shell fetches
+    what it asked for and plans again, so a step pays only for what it reads.
+    """
+    try:
+        return _plan(resource, observed)
+    except NeedFacts as need:
+        return Plan(dict(resource.status), needs=need.facts)
+
+
+def _plan(resource: Resource, observed: Observed) -> Plan:
     before = record.read(resource.status)
     rotation = before.rotation
     try:
@@ -94,6 +105,11 @@ def refused(resource: Resource, now: datetime, reason: str, message: str) -> Pla
         spec: RotationSpec | None = parse_spec(resource.spec)
     except InvalidSpec:
         spec = None
+    if before.rotation is not None and before.phase in (Phase.ROLLING_OUT, Phase.VERIFYING):
+        # Never half-switched: a refusal while switching fails the rotation, which rolls back.
+        started, _ = _started_spec(before.rotation.spec, spec)
+        switching = _step(resource, quiet_observation(now), started, before)
+        return failing.fail(switching, Reason(reason), f"refused by the API server: {message}")
     step = _step(resource, quiet_observation(now), spec, before)
     cause = Reason(reason)
     text = f"refused by the API server, retried every few minutes: {message}"
@@ -157,6 +173,31 @@ def secrets_to_fetch(resource: Resource, fetched: Mapping[str, AccountState | No
         if account is not None:
             wanted |= set(account.secrets)  # the token controller's, checked for filling and for use
     return wanted
+
+
+def likely_needs(resource: Resource) -> frozenset[Fact]:
+    """The facts a step in this phase will ask for: fetched up front, to save a round of planning.
+
+    Only a prediction: a phase that reads more asks for it (``Plan.needs``).
+    """
+    rec = record.read(resource.status)
+    if rec.phase in (Phase.ROLLING_OUT, Phase.VERIFYING, Phase.ROLLING_BACK):
+        return frozenset()
+    needs = {Fact.CREDENTIALS}
+    if rec.phase in (Phase.STAGING, Phase.COLLECTING_GARBAGE) or rec.pending_deletion:
+        needs.add(Fact.CRON_JOBS)
+    if is_account_rotation(resource) and rec.phase in (Phase.STAGING, Phase.COLLECTING_GARBAGE):
+        needs.add(Fact.BINDINGS)
+    return frozenset(needs)
+
+
+def fresh_kinds(resource: Resource) -> frozenset[str]:
+    """What a fresh look lists: before a promotion, the targets' kinds, their pods and ReplicaSets;
+    before a deletion, every kind that can reference a version."""
+    rec = record.read(resource.status)
+    if rec.phase is Phase.VERIFYING and rec.rotation is not None:
+        return frozenset({"Pod", "ReplicaSet", *(t.kind for t in rec.rotation.targets)})
+    return frozenset(LISTED_KINDS)
 
 
 def quiet_observation(now: datetime) -> Observed:

@@ -19,6 +19,7 @@ from secretrotation.core.objects import (
     mapping,
     mappings,
     name_of,
+    parse_time,
     parse_timestamp,
     str_at,
 )
@@ -83,6 +84,27 @@ def pod_verdict(
     """
     failure = _failure_verdict(pod, now, mount_failure_since, mount_grace)
     return failure if failure is not None else _readiness_verdict(pod, now, stable_for)
+
+
+def mount_check_at(pod: Mapping[str, Any]) -> datetime | None:
+    """When an unready pod could first count as failing to mount: its creation plus the grace."""
+    if _ready_condition(pod) is not None or mapping(pod.get("metadata")).get("deletionTimestamp"):
+        return None
+    created = parse_time(mapping(pod.get("metadata")).get("creationTimestamp"))
+    return created + MOUNT_GRACE if created is not None else None
+
+
+def may_have_failed_to_mount(pod: Mapping[str, Any], now: datetime) -> bool:
+    """True for a pod unready for longer than the mount grace: only then do FailedMount Events matter.
+
+    A FailedMount fails a pod only once it has been reported for ``MOUNT_GRACE``, and never
+    before the pod existed; so a younger or Ready pod needs no look at the Events. A pod
+    without a creation time is asked about, never passed.
+    """
+    if _ready_condition(pod) is not None or mapping(pod.get("metadata")).get("deletionTimestamp"):
+        return False
+    check_at = mount_check_at(pod)
+    return check_at is None or now >= check_at
 
 
 def _failure_verdict(

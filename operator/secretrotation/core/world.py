@@ -2,10 +2,17 @@
 
 Pure values. The shell fills them; the rules and phases only read them. Of a
 Secret only metadata and key names are ever here, never values.
+
+An observation holds only what its step asked for. The namespace's objects come
+from the shell's watch-fed store; the rest costs requests, so it is fetched on
+demand: reading a fact the shell did not fetch raises ``NeedFacts``, the planner
+returns that need, and the shell fetches it and plans the step again. No rule can
+decide from a fact that was not observed, and no step pays for one it does not read.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +24,26 @@ from secretrotation.core.spec import selector_matches
 Obj = Mapping[str, Any]
 MAX_LISTED_REFERRERS = 5
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# Every kind the namespace view holds from the watch-fed store (CronJobs are listed apart).
+LISTED_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ServiceAccount")
+
+
+class Fact(enum.Enum):
+    """What a step can ask the shell for, beyond the namespace's objects in the store."""
+
+    CREDENTIALS = "credentials"  # the Secrets and ServiceAccounts the record names, each read by name
+    CRON_JOBS = "cron-jobs"  # not watched: listed when a step needs them
+    MOUNT_FAILURES = "mount-failures"  # FailedMount Events, listed only while a new pod is stuck unready
+    BINDINGS = "bindings"  # RoleBindings, and whether the namespace lets the operator patch them
+    FRESH = "fresh"  # the namespace's objects listed now, not remembered: before a promotion or a deletion
+
+
+class NeedFacts(Exception):
+    """A step read a fact its observation does not hold; the shell fetches it and plans again."""
+
+    def __init__(self, *facts: Fact) -> None:
+        super().__init__(", ".join(f.value for f in facts))
+        self.facts = frozenset(facts)
 
 
 @dataclass(frozen=True)
@@ -82,9 +109,14 @@ class NamespaceObjects:
     stateful_sets: Sequence[Obj] = ()
     daemon_sets: Sequence[Obj] = ()
     jobs: Sequence[Obj] = ()
-    cron_jobs: Sequence[Obj] = ()
+    cron_jobs: Sequence[Obj] | None = ()  # None: not listed in this step
     replica_sets: Sequence[Obj] = ()
     service_accounts: Sequence[Obj] = ()
+
+    def listed_cron_jobs(self) -> Sequence[Obj]:
+        if self.cron_jobs is None:
+            raise NeedFacts(Fact.CRON_JOBS)
+        return self.cron_jobs
 
     def workloads(self) -> list[Obj]:
         """The Deployments, StatefulSets and DaemonSets, each with its ``kind``."""
@@ -107,7 +139,7 @@ class NamespaceObjects:
             ("StatefulSet", self.stateful_sets),
             ("DaemonSet", self.daemon_sets),
             ("Job", self.jobs),
-            ("CronJob", self.cron_jobs),
+            ("CronJob", self.listed_cron_jobs()),
             ("ReplicaSet", [rs for rs in self.replica_sets if (rs.get("spec") or {}).get("replicas", 1) > 0]),
         )
         for kind, pool in pools:
@@ -136,22 +168,43 @@ def pod_spec(kind: str, obj: Obj) -> Obj:
 
 @dataclass(frozen=True)
 class Observed:
-    """One step's view of the world."""
+    """One step's view of the world. A field that is None was not fetched for this step."""
 
     now: datetime
     objects: NamespaceObjects
-    secrets: Mapping[str, SecretState | None]
+    secrets: Mapping[str, SecretState | None] | None
     from_secret_keys: frozenset[str] | None = None
-    mount_failures: Mapping[str, datetime] = field(default_factory=dict)
+    mount_failures: Mapping[str, datetime] | None = field(default_factory=dict)
     claims: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> the rotation switching it
-    service_accounts: Mapping[str, AccountState | None] = field(default_factory=dict)
-    bindings: Sequence[Obj] = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
+    service_accounts: Mapping[str, AccountState | None] | None = field(default_factory=dict)
+    bindings: Sequence[Obj] | None = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
     auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
     nonce: str = ""  # fresh randomness from the shell, for a rotation that starts in this step
+    fresh: bool = True  # the objects were listed in this step (False: the store's memory of the watches)
 
     def secret(self, name: str | None) -> SecretState | None:
+        if self.secrets is None:
+            raise NeedFacts(Fact.CREDENTIALS)
         return self.secrets.get(name) if name else None
 
     def account(self, name: str | None) -> AccountState | None:
+        if self.service_accounts is None:
+            raise NeedFacts(Fact.CREDENTIALS)
         return self.service_accounts.get(name) if name else None
+
+    def listed_bindings(self) -> Sequence[Obj]:
+        if self.bindings is None:
+            raise NeedFacts(Fact.BINDINGS)
+        return self.bindings
+
+    def mount_failure_since(self, pod: str) -> datetime | None:
+        """When a FailedMount was first reported for ``pod`` (asked only of pods stuck unready)."""
+        if self.mount_failures is None:
+            raise NeedFacts(Fact.MOUNT_FAILURES)
+        return self.mount_failures.get(pod)
+
+    def require_fresh(self) -> None:
+        """Before a promotion or a deletion: decide from objects listed now, not remembered."""
+        if not self.fresh:
+            raise NeedFacts(Fact.FRESH)

@@ -28,6 +28,14 @@ class StepConflict(RuntimeError):
     """The world changed between observing and acting; the next step re-plans."""
 
 
+class StatusConflict(StepConflict):
+    """Our status write lost to another write since the resource was read: read it again, then re-plan."""
+
+
+class ResourceGone(RuntimeError):
+    """The SecretRotation was deleted, or re-created under the same name: its task stops."""
+
+
 class Refused(RuntimeError):
     """The API server refused an action for good (a permission, a quota, an admission policy, a validation).
 
@@ -100,6 +108,7 @@ def read(call: Callable[..., Any], *args: Any, sleep: Callable[[float], None] = 
 
     Reads are idempotent, so a lost answer or a throttled request costs a short wait here
     rather than a failed step. Retry-After is honoured (up to ``MAX_RETRY_AFTER``).
+    Also used for the operator's writes, each of which is safe to repeat (see ``write``).
     """
     for attempt in range(READ_ATTEMPTS):
         try:
@@ -115,6 +124,17 @@ def read(call: Callable[..., Any], *args: Any, sleep: Callable[[float], None] = 
             delay = _jittered(attempt)
         sleep(delay)
     raise AssertionError("unreachable: the last attempt raises")
+
+
+def write(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``read``'s retries, for a write that is safe to repeat when its answer was lost.
+
+    Every write the operator makes is: a create is judged by its nonce when it answers
+    409, a patch tests the values it replaces (a repeat fails its test and the next
+    step finds the work done), a delete carries a precondition (a repeat answers 404),
+    and a status write tests the resourceVersion it was planned from.
+    """
+    return read(call, *args, **kwargs)
 
 
 def read_named(call: Callable[..., Any], name: str, namespace: str) -> Any:

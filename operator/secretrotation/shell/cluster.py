@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from secrets import token_hex
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, names, objects, plan, planner, record, world
+from secretrotation.core import accounts, names, objects, plan, planner, world
 from secretrotation.core import spec as model
-from secretrotation.shell.api import read, read_named, refusal, safe_api_error
+from secretrotation.core.world import Fact
+from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
 from secretrotation.shell.kubejson import raw, untyped
 
 JSON_PATCH = "application/json-patch+json"
@@ -43,46 +45,78 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api)
         # Carry ClusterRoleBindings to new ServiceAccount versions too (opt-in, off by default).
         self.cluster_role_bindings = cluster_role_bindings
+        self._cron_job_versions: tuple[str, ...] = ("v1", "v1beta1")
 
     # -- observing ------------------------------------------------------------------------
+
+    def list_kinds(self, namespace: str, kinds: Iterable[str]) -> dict[str, tuple[tuple[dict[str, Any], ...], str]]:
+        """One LIST per kind: the items, and the LIST's resourceVersion (for the store's resync)."""
+        calls = {
+            "Pod": self.core.list_namespaced_pod,
+            "Deployment": self.apps.list_namespaced_deployment,
+            "StatefulSet": self.apps.list_namespaced_stateful_set,
+            "DaemonSet": self.apps.list_namespaced_daemon_set,
+            "ReplicaSet": self.apps.list_namespaced_replica_set,
+            "Job": self.batch.list_namespaced_job,
+            "ServiceAccount": self.core.list_namespaced_service_account,
+        }
+        listed = {}
+        for kind in kinds:
+            answer = read(calls[kind], namespace)
+            listed[kind] = (tuple(answer["items"]), str(answer["metadata"].get("resourceVersion") or ""))
+        return listed
 
     def observe(
         self,
         resource: world.Resource,
         now: datetime,
         claims: dict[tuple[str, str], str],
+        objects: world.NamespaceObjects,
+        needs: frozenset[Fact],
+        *,
+        fresh: bool,
+        earlier: world.Observed | None = None,
     ) -> world.Observed:
+        """What a step reads: the store's objects, plus the facts it asked for (``needs``), each fetched once.
+
+        ``earlier`` is this step's previous observation: what it already fetched is kept, not fetched again.
+        """
         namespace = resource.namespace
-        found = world.NamespaceObjects(
-            pods=_items(self.core.list_namespaced_pod, namespace),
-            deployments=_items(self.apps.list_namespaced_deployment, namespace),
-            stateful_sets=_items(self.apps.list_namespaced_stateful_set, namespace),
-            daemon_sets=_items(self.apps.list_namespaced_daemon_set, namespace),
-            replica_sets=_items(self.apps.list_namespaced_replica_set, namespace),
-            jobs=_items(self.batch.list_namespaced_job, namespace),
-            cron_jobs=self._cron_jobs(namespace),
-            service_accounts=_items(self.core.list_namespaced_service_account, namespace),
-        )
-        service_accounts = {name: self.account_state(namespace, name) for name in planner.accounts_to_fetch(resource)}
-        secrets = {
-            name: self.secret_state(namespace, name) for name in planner.secrets_to_fetch(resource, service_accounts)
-        }
-        account_rotation = planner.is_account_rotation(resource)
-        verifying = record.read(resource.status).phase is record.Phase.VERIFYING
-        from_name = (resource.spec.get("from") or {}).get("secretName")
-        from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
+        got = earlier or world.Observed(
+            now=now, objects=replace(objects, cron_jobs=None), secrets=None, service_accounts=None,
+            mount_failures=None, bindings=None, nonce=token_hex(8),
+        )  # fmt: skip
+        secrets, service_accounts, from_keys = got.secrets, got.service_accounts, got.from_secret_keys
+        if Fact.CREDENTIALS in needs and secrets is None:
+            accounts_wanted = planner.accounts_to_fetch(resource)
+            service_accounts = {name: self.account_state(namespace, name) for name in accounts_wanted}
+            wanted = planner.secrets_to_fetch(resource, service_accounts)
+            secrets = {name: self.secret_state(namespace, name) for name in wanted}
+            from_name = (resource.spec.get("from") or {}).get("secretName")
+            from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
+            from_keys = from_state.keys if from_state else None
+        cron_jobs = got.objects.cron_jobs
+        if Fact.CRON_JOBS in needs and cron_jobs is None:
+            cron_jobs = self._cron_jobs(namespace)
+        mount_failures = got.mount_failures
+        if Fact.MOUNT_FAILURES in needs and mount_failures is None:
+            mount_failures = self._mount_failures(namespace)
+        bindings, can_bind = got.bindings, got.can_bind
+        if Fact.BINDINGS in needs and bindings is None:
+            bindings, can_bind = self._bindings(namespace), self._may_patch_role_bindings(namespace)
         return world.Observed(
             now=now,
-            objects=found,
+            objects=replace(objects, cron_jobs=cron_jobs),
             secrets=secrets,
-            from_secret_keys=from_state.keys if from_state else None,
-            mount_failures=self._mount_failures(namespace) if verifying else {},
+            from_secret_keys=from_keys,
+            mount_failures=mount_failures,
             claims=claims,
             service_accounts=service_accounts,
-            bindings=self._bindings(namespace) if account_rotation else (),
-            can_bind=account_rotation and self._may_patch_role_bindings(namespace),
-            auto_tokens=account_rotation and self._auto_tokens(),
-            nonce=token_hex(8),
+            bindings=bindings,
+            can_bind=can_bind,
+            auto_tokens=planner.is_account_rotation(resource) and self._auto_tokens(),
+            nonce=got.nonce,
+            fresh=fresh,
         )
 
     @functools.cache  # noqa: B019 - one Cluster per operator process; the server version does not change
@@ -126,10 +160,11 @@ class Cluster:
         return bool(answer.get("status", {}).get("allowed"))
 
     def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
-        # batch/v1 from Kubernetes 1.21 on, batch/v1beta1 before (the test cluster is 1.20).
-        for version in ("v1", "v1beta1"):
+        # batch/v1 from Kubernetes 1.21 on, batch/v1beta1 before; the one that answers is remembered.
+        for version in self._cron_job_versions:
             listing = self._get_path(f"/apis/batch/{version}/namespaces/{namespace}/cronjobs")
             if listing is not None:
+                self._cron_job_versions = (version,)
                 return tuple(listing["items"])
         return ()
 
@@ -173,18 +208,20 @@ class Cluster:
 
     # -- acting ---------------------------------------------------------------------------------
 
-    def perform(self, namespace: str, rotation: str, action: plan.Action) -> None:
+    def perform(self, namespace: str, rotation: str, action: plan.Action) -> tuple[str, dict[str, Any]] | None:
+        """Perform one action; the kind and object it wrote, when the store holds that kind."""
         if isinstance(action, plan.CreateVersion):
             self.create_version(namespace, rotation, action)
         elif isinstance(action, plan.PatchWorkload):
-            self.patch_workload(namespace, action)
+            return action.kind, self.patch_workload(namespace, action)
         elif isinstance(action, plan.DeletePod):
             self.delete_pod(namespace, action)
         elif isinstance(action, plan.DeleteSecret):
             self.delete_secret(namespace, action)
         elif isinstance(action, plan.CreateAccount):
             manifest = accounts.account_manifest(action.name, rotation, action.revision, action.source, action.nonce)
-            self._create(self.core.create_namespaced_service_account, namespace, manifest)
+            created = self._create(self.core.create_namespaced_service_account, namespace, manifest)
+            return ("ServiceAccount", created) if created else None
         elif isinstance(action, plan.CreateTokenSecret):
             manifest = accounts.token_secret_manifest(action.account, rotation, action.revision, action.nonce)
             self._create(self.core.create_namespaced_secret, namespace, manifest)
@@ -192,26 +229,28 @@ class Cluster:
             self.patch_binding(namespace, action)
         else:
             self.delete_account(namespace, action)
+        return None
 
-    def _create(self, create: Callable[..., Any], namespace: str, manifest: dict[str, Any]) -> None:
+    def _create(self, create: Callable[..., Any], namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create; None when the name is taken (an earlier, interrupted step's, or not ours: the planner judges)."""
         try:
-            create(namespace, manifest, _preload_content=False)
+            return dict(write(create, namespace, manifest))
         except ApiException as error:
-            if error.status != 409:  # made by an earlier, interrupted step: the planner checks it
+            if error.status != 409:
                 name = manifest["metadata"]["name"]
                 raise refusal(error, f"creating {manifest['kind']} {name}") from None
+            return None
 
     def patch_binding(self, namespace: str, action: plan.PatchBinding) -> None:
         operations = [dict(op) for op in action.operations]
         try:
             if action.kind == "ClusterRoleBinding":
-                self.rbac.patch_cluster_role_binding(
-                    action.name, operations, _content_type=JSON_PATCH, _preload_content=False
-                )
+                write(self.rbac.patch_cluster_role_binding, action.name, operations, _content_type=JSON_PATCH)
             else:
-                self.rbac.patch_namespaced_role_binding(
-                    action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False
-                )
+                write(
+                    self.rbac.patch_namespaced_role_binding, action.name, namespace, operations,
+                    _content_type=JSON_PATCH,
+                )  # fmt: skip
         except ApiException as error:
             raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
 
@@ -238,7 +277,7 @@ class Cluster:
             }
         )
         try:
-            self.core.create_namespaced_secret(namespace, untyped(body), _preload_content=False)
+            write(self.core.create_namespaced_secret, namespace, untyped(body))
         except ApiException as error:
             if error.status != 409:  # already staged by an earlier attempt: the planner checks it
                 values = [str(v) for v in (body.get("stringData") or body.get("data") or {}).values()]
@@ -254,7 +293,7 @@ class Cluster:
         found = read_named(get, name, namespace)
         return {**found, "kind": kind} if found is not None else None
 
-    def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> None:
+    def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> dict[str, Any]:
         operations: list[dict[str, Any]] = []
         for change in action.changes:
             operations.append({"op": "test", "path": change.path, "value": change.old})
@@ -265,7 +304,7 @@ class Cluster:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[action.kind]
         try:
-            patch(action.name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False)
+            return dict(write(patch, action.name, namespace, operations, _content_type=JSON_PATCH))
         except ApiException as error:
             raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
 
@@ -290,25 +329,39 @@ class Cluster:
     ) -> None:
         """Delete only the exact object that was judged (a uid or resourceVersion precondition); gone is done."""
         try:
-            delete(name, namespace, body=client.V1DeleteOptions(preconditions=precondition), _preload_content=False)
+            write(delete, name, namespace, body=client.V1DeleteOptions(preconditions=precondition))
         except ApiException as error:
             if error.status != 404:
                 raise refusal(error, f"deleting {kind} {name}") from None
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Replace the whole status (not merge): fields the step dropped must go."""
+    def read_rotation(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The SecretRotation as the API server has it now; None when it is gone."""
+        get = functools.partial(self.custom.get_namespaced_custom_object, names.GROUP, names.VERSION)
+        return read_named(lambda n, ns: get(ns, names.PLURAL, n), name, namespace)  # type: ignore[no-any-return]
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any], uid: str, resource_version: str) -> str:
+        """Replace the whole status (not merge), only on the exact resource and version read; the new version.
+
+        Test operations make it one writer's: a status written by anyone since (a second
+        replica, an operator that was thought dead) or a re-created resource of the same
+        name fails the write with ``StatusConflict`` instead of being overwritten. A
+        resource that is gone raises ``ResourceGone``.
+        """
+        operations = [
+            {"op": "test", "path": "/metadata/uid", "value": uid},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "add", "path": "/status", "value": status},
+        ]
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                names.GROUP,
-                names.VERSION,
-                namespace,
-                names.PLURAL,
-                name,
-                [{"op": "add", "path": "/status", "value": status}],
+            answer = write(
+                self.custom.patch_namespaced_custom_object_status,
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, operations,
                 _content_type=JSON_PATCH,
-                _preload_content=False,
-            )
+            )  # fmt: skip
         except ApiException as error:
             if error.status == 404:
-                return  # the resource was deleted meanwhile
+                raise ResourceGone(f"{namespace}/{name} is gone") from None
+            if error.status in (409, 422):
+                raise StatusConflict(f"status of {name}: the resource changed since it was read") from None
             raise RuntimeError(f"writing status of {name}: {safe_api_error(error)}") from None
+        return str(answer["metadata"]["resourceVersion"])

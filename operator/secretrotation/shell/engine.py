@@ -6,6 +6,10 @@ blocked), when the planner asks for a wake-up (stability windows, deadlines,
 the next scheduled rotation), and never otherwise. An idle resource costs no
 API request: its task sleeps until its next rotation is due.
 
+A step reads its namespace from the watch-fed store (``store.py``), which holds
+a namespace only while a rotation there is busy, and fetches by name only the
+facts the planner asks for (``Plan.needs``).
+
 Resources carry no finalizer, so deleting one (or its namespace) never hangs
 when the operator is gone. The operator is the only writer of their status, so
 a task trusts the status it last wrote over a watch event that may lag behind.
@@ -26,7 +30,9 @@ from kubernetes.client.exceptions import ApiException
 
 from secretrotation.core import plan, planner, record, world
 from secretrotation.core.phases import deleted
+from secretrotation.core.world import Fact
 from secretrotation.shell import api, cluster, metrics
+from secretrotation.shell.store import Store
 
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
@@ -35,12 +41,18 @@ COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, 
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 MAX_CONFLICT_BACKOFF_SECONDS = 30.0
 REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when the spec changes
+STEP_WATCHDOG = 600.0  # seconds: a step still running then is reported stuck (every request has its own timeout)
 
 
 def _intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What the user controls on a SecretRotation: a change here is worth a retry, a status change is not."""
     meta = body.get("metadata") or {}
     return meta.get("generation"), dict(meta.get("annotations") or {}), meta.get("uid")
+
+
+def _older(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    mine, theirs = (str(b["metadata"].get("resourceVersion") or "") for b in (body, than))
+    return mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs)
 
 
 def describe_error(error: Exception) -> str:
@@ -57,6 +69,16 @@ class _Tracked:
     written: dict[str, Any] | None = None  # the status this task last wrote
     task: asyncio.Task[None] | None = None
     refused_until: float = 0.0  # time.monotonic() before which only a change to the resource itself wakes it
+    written_version: str = ""  # the resourceVersion our last status write returned
+    acted: bool = False  # the current step performed an action: progress, even if it then failed
+
+    @property
+    def resource_version(self) -> str:
+        """The newest resourceVersion known: the watch's, or our own last write's if that is newer."""
+        seen = str(self.body["metadata"].get("resourceVersion") or "")
+        if self.written_version.isdigit() and seen.isdigit() and int(self.written_version) > int(seen):
+            return self.written_version
+        return seen or self.written_version
 
     @property
     def refused(self) -> bool:
@@ -78,6 +100,9 @@ class Engine:
         self.tracked: dict[Key, _Tracked] = {}
         self.claim_locks: dict[str, asyncio.Lock] = {}
         self.reverting: set[asyncio.Task[None]] = set()  # reverts after a deletion, kept until they finish
+        self.store = Store()
+        self._filling: dict[str, asyncio.Future[None]] = {}
+        self._stepping: dict[str, int] = {}  # namespace -> steps under way there (the store keeps it meanwhile)
 
     # -- inputs from watches -------------------------------------------------------------------
 
@@ -89,6 +114,8 @@ class Engine:
                 self._stop(key)
             tracked = self.tracked[key] = _Tracked(body=body)
             tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
+        elif _older(body, tracked.body):
+            return  # a watch event that lags behind what a re-read already gave us
         elif tracked.refused and _intent(tracked.body) == _intent(body):
             tracked.body = body  # only status (our own write) changed: a refusal is not retried for that
             return
@@ -98,10 +125,13 @@ class Engine:
     def resource_deleted(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         tracked = self.tracked.get(key)
+        if tracked is not None and tracked.body["metadata"].get("uid") != body["metadata"].get("uid"):
+            return  # an older incarnation's deletion, reported after the new one was seen
         # The status this task last wrote is newer than the one in a DELETED event that may lag behind.
         status = dict(tracked.status) if tracked is not None else dict(body.get("status") or {})
         self._stop(key)
         metrics.forget(*key)
+        self._release(key[0])
         kept = sorted(record.read(status).versions_of_interest())
         message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
         self.post_event(body, plan.Event("VersionsLeftInPlace", message))
@@ -127,6 +157,11 @@ class Engine:
             log.warning("%s/%s: could not revert after deletion (%s)", namespace, body["metadata"]["name"], problem)
             self.post_event(body, plan.Event("RevertFailed", f"could not revert after deletion: {problem}", True))
 
+    def object_changed(self, kind: str, namespace: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event for a Pod, workload, ReplicaSet, Job or ServiceAccount."""
+        self.store.observe(kind, namespace, event_type, body)
+        self.namespace_changed(namespace)
+
     def namespace_changed(self, namespace: str) -> None:
         """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
         for (ns, _), tracked in self.tracked.items():
@@ -135,8 +170,49 @@ class Engine:
 
     def _stop(self, key: Key) -> None:
         tracked = self.tracked.pop(key, None)
-        if tracked is not None and tracked.task is not None:
+        if tracked is not None and tracked.task is not None and tracked.task is not asyncio.current_task():
             tracked.task.cancel()
+
+    def _gone(self, key: Key, tracked: _Tracked) -> None:
+        """The resource went while we were not told (a deletion missed by the watch): as if told now."""
+        log.info("%s/%s: the resource is gone; stopping its task", *key)
+        if self.tracked.get(key, tracked) is not tracked:
+            return  # a new incarnation already has its own task; this one was stopped for it
+        self.tracked[key] = tracked  # resource_deleted reads the status this task last wrote
+        self.resource_deleted(tracked.body)
+
+    # -- the store: a namespace is held while a rotation there is busy ---------------------------
+
+    async def _hold(self, namespace: str) -> bool:
+        """Make sure the store holds ``namespace``; True when it was listed just now (a fresh view)."""
+        if not self.store.open(namespace):
+            return False
+        filling = self._filling.get(namespace)
+        if filling is None:
+            filling = self._filling[namespace] = asyncio.ensure_future(self._fill(namespace))
+            filling.add_done_callback(lambda _: self._filling.pop(namespace, None))
+        await asyncio.shield(filling)
+        return True
+
+    async def _fill(self, namespace: str) -> None:
+        listed = await asyncio.to_thread(self.cluster.list_kinds, namespace, world.LISTED_KINDS)
+        self.store.fill(namespace, {kind: items for kind, (items, _) in listed.items()})
+
+    async def _relist(self, namespace: str, kinds: frozenset[str]) -> None:
+        """A fresh LIST of ``kinds``, which resyncs the store: what a decisive step decides from."""
+        listed = await asyncio.to_thread(self.cluster.list_kinds, namespace, sorted(kinds))
+        for kind, (items, version) in listed.items():
+            self.store.replace(namespace, kind, items, version)
+
+    def _release(self, namespace: str) -> None:
+        """Let the store and the claim lock of a namespace go once no rotation there needs them."""
+        if self._stepping.get(namespace):
+            return
+        if any(ns == namespace and tracked.busy for (ns, _), tracked in self.tracked.items()):
+            return
+        self.store.close(namespace)
+        if not any(ns == namespace for ns, _ in self.tracked):
+            self.claim_locks.pop(namespace, None)
 
     async def stop_all(self) -> None:
         tasks = [t.task for t in self.tracked.values() if t.task is not None]
@@ -154,10 +230,25 @@ class Engine:
         while key in self.tracked:
             tracked = self.tracked[key]
             tracked.wake.clear()
+            tracked.acted = False
             try:
-                step = await self._step(key, tracked)
+                step = await asyncio.wait_for(self._step(key, tracked), STEP_WATCHDOG)
                 failures = conflicts = 0
                 tracked.refused_until = 0.0
+            except api.ResourceGone:
+                self._gone(key, tracked)
+                return
+            except api.StatusConflict:
+                # Someone wrote the resource since we read it: read it again, then re-plan from that.
+                conflicts += 1
+                current = await asyncio.to_thread(self.cluster.read_rotation, *key)
+                if current is None or current["metadata"].get("uid") != tracked.body["metadata"].get("uid"):
+                    self._gone(key, tracked)
+                    return
+                tracked.body, tracked.written = current, None
+                if conflicts > 1:
+                    await asyncio.sleep(min(0.2 * 2 ** (conflicts - 2), MAX_CONFLICT_BACKOFF_SECONDS))
+                continue
             except api.StepConflict as conflict:
                 # The world moved under the step; re-plan from a fresh view, backing off if it keeps moving.
                 conflicts += 1
@@ -168,16 +259,21 @@ class Engine:
                 continue
             except api.Refused as refused:
                 metrics.STEP_ERRORS.labels(*key).inc()
+                if await self._report_refusal(key, tracked, refused):
+                    log.warning("%s/%s: refused (%s) while switching: %s; rolling back", *key, refused.reason, refused)
+                    continue
                 log.warning("%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY)
                 tracked.refused_until = time.monotonic() + REFUSED_RETRY
-                await self._report_refusal(key, tracked, refused)
                 await self._sleep(tracked, REFUSED_RETRY)
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                failures += 1
+                # Backoff resets on progress: a step that acted before it failed moved the rotation on.
+                failures = 1 if tracked.acted else failures + 1
                 metrics.STEP_ERRORS.labels(*key).inc()
+                if isinstance(error, TimeoutError):
+                    error = RuntimeError(f"step still running after {STEP_WATCHDOG:.0f}s (watchdog)")
                 delay = min(2.0 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS)
                 problem = describe_error(error)
                 log.warning("%s/%s: step failed (%s); retrying in %.0fs", *key, problem, delay)
@@ -208,14 +304,20 @@ class Engine:
                 claims[(target.kind, target.name)] = name
         return claims
 
-    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: api.Refused) -> None:
-        """Stalled, with the refusal's reason and the API server's message, written to status."""
+    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: api.Refused) -> bool:
+        """Write what the planner makes of a refusal; True when the rotation moves on (a rollback) at once.
+
+        Stalled, with the refusal's reason and the API server's message; or, while switching,
+        a failed rotation that rolls back.
+        """
         resource = self._resource(key, tracked)
         report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))
         try:
-            await self._apply(key, tracked, resource, report)
+            await self._apply(key, tracked, resource, report, tracked.resource_version)
         except Exception as error:
             log.warning("%s/%s: could not report the refusal (%s)", *key, describe_error(error))
+            return False
+        return report.requeue
 
     def _resource(self, key: Key, tracked: _Tracked) -> world.Resource:
         namespace, name = key
@@ -231,26 +333,62 @@ class Engine:
 
     async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:
         namespace, name = key
-        resource = self._resource(key, tracked)
-        before = resource.status
+        resource, version = self._resource(key, tracked), tracked.resource_version
         now = datetime.now(UTC)
         if planner.is_quiet(resource, now):
             observed = planner.quiet_observation(now)
-            return await self._apply(key, tracked, resource, planner.plan(resource, observed))
-        # Claiming workloads happens in Staging; one claim at a time per namespace.
-        lock = self.claim_locks.setdefault(namespace, asyncio.Lock())
-        staging = record.read(before).phase is record.Phase.STAGING
-        async with lock if staging else contextlib.nullcontext():
-            observed = await asyncio.to_thread(self.cluster.observe, resource, now, self._claims(namespace, name))
-            step = planner.plan(resource, observed)
-            return await self._apply(key, tracked, resource, step)
+            return await self._apply(key, tracked, resource, planner.plan(resource, observed), version)
+        self._stepping[namespace] = self._stepping.get(namespace, 0) + 1
+        try:
+            # Claiming workloads happens in Staging; one claim at a time per namespace.
+            lock = self.claim_locks.setdefault(namespace, asyncio.Lock())
+            staging = record.read(resource.status).phase is record.Phase.STAGING
+            async with lock if staging else contextlib.nullcontext():
+                step = await self._plan(resource, now, self._claims(namespace, name))
+                return await self._apply(key, tracked, resource, step, version)
+        finally:
+            self._stepping[namespace] -= 1
+            if not self._stepping[namespace]:
+                del self._stepping[namespace]
+                self._release(namespace)
 
-    async def _apply(self, key: Key, tracked: _Tracked, resource: world.Resource, step: plan.Plan) -> plan.Plan:
+    async def _plan(self, resource: world.Resource, now: datetime, claims: dict[tuple[str, str], str]) -> plan.Plan:
+        """Plan from the store's view, fetching what the planner asks for until it asks for nothing more."""
+        namespace = resource.namespace
+        fresh = await self._hold(namespace)
+        needs = planner.likely_needs(resource)
+        observed: world.Observed | None = None
+        while True:
+            if Fact.FRESH in needs and not fresh:
+                await self._relist(namespace, planner.fresh_kinds(resource))
+                fresh, observed = True, None  # everything is read again after a resync
+            view = self.store.view(namespace)
+            observed = await asyncio.to_thread(
+                self.cluster.observe, resource, now, claims, view, needs, fresh=fresh, earlier=observed
+            )
+            step = planner.plan(resource, observed)
+            if not step.needs:
+                return step
+            if step.needs <= needs and (Fact.FRESH not in step.needs or fresh):
+                asked = sorted(f.value for f in step.needs)
+                raise RuntimeError(f"the planner asked again for what it was given: {asked}")
+            needs |= step.needs
+
+    async def _apply(
+        self, key: Key, tracked: _Tracked, resource: world.Resource, step: plan.Plan, version: str
+    ) -> plan.Plan:
+        """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key
         for action in step.actions:
-            await asyncio.to_thread(self.cluster.perform, namespace, name, action)
+            written = await asyncio.to_thread(self.cluster.perform, namespace, name, action)
+            tracked.acted = True
+            if written is not None:
+                self.store.remember(written[0], namespace, written[1])  # never plan from a view older than this
         if step.status != resource.status:
-            await asyncio.to_thread(self.cluster.write_status, namespace, name, step.status)
+            uid = str(tracked.body["metadata"].get("uid") or "")
+            tracked.written_version = await asyncio.to_thread(
+                self.cluster.write_status, namespace, name, step.status, uid, version
+            )
             tracked.written = step.status
             before, after = record.read(resource.status), record.read(step.status)
             if before.rotation is not None and after.rotation is None:

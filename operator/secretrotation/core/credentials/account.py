@@ -58,7 +58,7 @@ class AccountCredential:
         """Create the account version, then its token, then add it to the bindings of the account in use."""
         observed, namespace = context.observed, context.namespace
         previous = observed.account(rotation.previous)
-        carried = accounts.bindings_of(previous.name, namespace, observed.bindings) if previous else []
+        carried = accounts.bindings_of(previous.name, namespace, observed.listed_bindings()) if previous else []
         staged = observed.account(rotation.version)
         if staged is None:
             problem = preflight.bindings_may_be_carried(namespace, carried, observed.can_bind)
@@ -147,7 +147,7 @@ class AccountCredential:
         )
         actions: list[Action] = [
             PatchBinding(b["kind"], b["metadata"]["name"], tuple(accounts.remove_subject_patch(b, name, namespace)))
-            for b in accounts.bindings_of(name, namespace, observed.bindings)
+            for b in accounts.bindings_of(name, namespace, observed.listed_bindings())
         ]
         if own_token:
             actions.append(DeleteSecret(own_token.name, own_token.resource_version))

@@ -44,6 +44,7 @@ def collect(step: Step, *, finish: bool) -> Plan:
             continue  # already gone
         finding = rules.judge(removal.candidate)
         if finding is None:
+            step.observed.require_fresh()  # a deletion is judged on objects listed now, not remembered
             step.actions.extend(removal.actions)
             step.event("GarbageCollected", f"deleted {spec.credential_kind} {name}")
         elif finding.reason == "Retained":

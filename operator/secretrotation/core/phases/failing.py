@@ -40,6 +40,7 @@ def abort(step: Step, reason: Reason, message: str, *, delete_staged: bool = Tru
         )
         finding = collect.judge(removal.candidate) if removal is not None else None
         if removal is not None and finding is None:
+            step.observed.require_fresh()  # a deletion is judged on objects listed now, not remembered
             step.actions.extend(removal.actions)
         elif finding is not None and finding.reason != collect.NOT_OWNED:
             step.record.pending_deletion.append(Blocked(rotation.version, finding.reason, finding.message))

@@ -22,15 +22,17 @@ def rolling_back(step: Step) -> Plan:
     started = rotation.rollback_started_at or step.now
     pending: list[str] = []
     for target in rotation.targets:
-        if not target.switched:
-            continue
         workload = step.observed.objects.workload(target.kind, target.name)
         if workload is None:
             continue
         if target.on_new(workload):
+            # Also a target whose switch was never recorded (a step that failed after patching it):
+            # only this rotation puts a workload on its version.
             reverse = tuple(c.reversed() for c in target.changes)
             step.actions.append(PatchWorkload(target.kind, target.name, reverse))
             pending.append(f"{target.label}: reverting")
+            continue
+        if not target.switched:
             continue
         if not target.on_old(workload):
             return _stalled(step, f"{target.label} was changed by someone else; cannot revert it safely")

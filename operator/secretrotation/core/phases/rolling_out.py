@@ -14,10 +14,15 @@ from secretrotation.core.phases import failing
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import PatchWorkload, Plan
 from secretrotation.core.record import Phase, Target
+from secretrotation.core.world import Referrer, describe
 
 
 def rolling_out(step: Step) -> Plan:
     rotation = step.rotation
+    if rotation.deadline is not None and step.now >= rotation.deadline:
+        # Switching that cannot finish (refused, or fought over) never leaves targets half-switched.
+        seconds = int(step.spec.verify.timeout.total_seconds())
+        return failing.fail(step, Reason.VERIFICATION_FAILED, f"not every target could be switched within {seconds}s")
     targets: list[Target] = list(rotation.targets)
     for index, target in enumerate(targets):
         workload = step.observed.objects.workload(target.kind, target.name)
@@ -35,7 +40,8 @@ def rolling_out(step: Step) -> Plan:
             return failing.fail(step, Reason.TARGET_CHANGED_EXTERNALLY, message)
     step.record.rotation = rotation = rotation.with_targets(targets)
     step.record.phase = Phase.VERIFYING
-    for target in targets:
-        step.event("RollingOut", f"{target.label} switched to {rotation.version}")
+    if targets:
+        labels = describe([Referrer(t.kind, t.name) for t in targets])
+        step.event("RollingOut", f"{labels} switched to {rotation.version}")
     step.in_flight(Reason.VERIFYING, f"verifying {len(targets)} workloads on {rotation.version}")
     return step.done(requeue=True)

@@ -127,7 +127,7 @@ def _report_untracked(step: Step, olds: Sequence[str], unselected: Sequence[Obj]
     others = [
         *unselected,
         *({**job, "kind": "Job"} for job in objects.jobs),
-        *({**cron, "kind": "CronJob"} for cron in objects.cron_jobs),
+        *({**cron, "kind": "CronJob"} for cron in objects.listed_cron_jobs()),
     ]
     untracked = [
         WorkloadRef(w["kind"], w["metadata"]["name"])

@@ -13,7 +13,7 @@ from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
 from secretrotation.core.record import Adopted, Phase, TargetReport
 from secretrotation.core.rules import health, trigger
-from secretrotation.core.world import Obj
+from secretrotation.core.world import Obj, Referrer, describe
 
 MAX_STATUS_TARGETS = 64
 
@@ -51,8 +51,11 @@ def verifying(step: Step) -> Plan:
             return failing.fail(step, Reason(late.reason), late.message)
         step.in_flight(Reason.VERIFYING, "; ".join(pending[:3]))
         return step.done(wake_at=wake_at)
-    for target in rotation.targets:
-        step.event("Verified", f"{target.label} verified on {new}")
+    # Never report "verified" from memory: the last look before promotion is a fresh LIST.
+    step.observed.require_fresh()
+    if rotation.targets:
+        labels = describe([Referrer(t.kind, t.name) for t in rotation.targets])
+        step.event("Verified", f"{labels} verified on {new}")
     return promote(step)
 
 

@@ -112,12 +112,15 @@ def view_of(
     wake_at: datetime | None = None
     for pod in new_pods:
         name = pod["metadata"]["name"]
-        verdict = pods.pod_verdict(
-            pod, now=observed.now, stable_for=stable_for, mount_failure_since=observed.mount_failures.get(name)
-        )
+        # Only a pod unready for longer than the mount grace can have failed to mount:
+        # the Events that say so are fetched for such pods alone.
+        stuck = pods.may_have_failed_to_mount(pod, observed.now)
+        since = observed.mount_failure_since(name) if stuck else None
+        verdict = pods.pod_verdict(pod, now=observed.now, stable_for=stable_for, mount_failure_since=since)
         verdicts.append(verdict)
         if verdict.state is pods.PodState.WAITING:
-            wake_at = earliest(wake_at, _stable_at(pod, stable_for), _mount_deadline(name, observed))
+            mount_deadline = since + pods.MOUNT_GRACE if since else pods.mount_check_at(pod)
+            wake_at = earliest(wake_at, _stable_at(pod, stable_for), mount_deadline)
     view = TargetView(label, rollout.rollout_status(workload), _replica_failure(workload, observed), tuple(verdicts))
     return view, wake_at
 
@@ -140,11 +143,6 @@ def _stable_at(pod: Obj, stable_for: timedelta) -> datetime | None:
             since = parse_time(condition.get("lastTransitionTime"))
             return since + stable_for if since else None
     return None
-
-
-def _mount_deadline(pod_name: str, observed: Observed) -> datetime | None:
-    since = observed.mount_failures.get(pod_name)
-    return since + pods.MOUNT_GRACE if since else None
 
 
 def _replica_failure(workload: Obj, observed: Observed) -> str | None:
