@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from planning import planned_with_facts, planner_step
 from secretrotation.core import names, objects, planner, record, references, world
 from secretrotation.core import spec as model
 from secretrotation.core.credentials import SecretCredential, template_changes
@@ -212,22 +213,35 @@ class World:
             "availableReplicas": 1,
         }
 
-    def observe(self, resource: Resource, claims: Mapping[tuple[str, str], str] | None = None) -> Observed:
-        """What the shell gathers for a step: copies, so a plan cannot reach into the world."""
+    def observe(
+        self,
+        resource: Resource,
+        claims: Mapping[tuple[str, str], str] | None = None,
+        needs: frozenset[world.Fact] = frozenset(world.Fact),
+    ) -> Observed:
+        """What the shell gathers for a step: copies, so a plan cannot reach into the world.
+
+        Like the shell, only the facts in ``needs``: the rest is left unfetched (None),
+        so a phase that reads a fact it did not ask for fails the test.
+        """
         objects = world.NamespaceObjects(
             pods=copy.deepcopy(list(self.pods.values())),
             deployments=copy.deepcopy(list(self.deployments.values())),
             stateful_sets=copy.deepcopy(list(self.stateful_sets.values())),
             replica_sets=copy.deepcopy(self.replica_sets),
+            cron_jobs=() if world.Fact.CRON_JOBS in needs else None,
         )
         secrets = {name: self.secrets.get(name) for name in planner.secrets_to_fetch(resource)}
         return Observed(
             now=self.now,
             objects=objects,
-            secrets=secrets,
+            secrets=secrets if world.Fact.CREDENTIALS in needs else None,
+            service_accounts={} if world.Fact.CREDENTIALS in needs else None,
             claims=dict(claims or {}),
-            mount_failures=dict(self.mount_failures),
+            mount_failures=dict(self.mount_failures) if world.Fact.MOUNT_FAILURES in needs else None,
+            bindings=() if world.Fact.BINDINGS in needs else None,
             nonce=f"nonce-{self._resource_version()}",
+            fresh=world.Fact.FRESH in needs,
         )
 
     def perform(self, rotation: str, action: Action) -> None:
@@ -294,8 +308,7 @@ class Rotation:
     def step(self, *, claims: Mapping[tuple[str, str], str] | None = None, write_status: bool = True) -> Plan:
         resource = self.resource()
         untouched = copy.deepcopy(resource)
-        observed = self.world.observe(resource, claims)
-        plan = planner.plan(resource, observed)
+        plan = planner_step(resource, lambda needs: self.world.observe(resource, claims, needs))
         assert resource == untouched, "plan mutated the resource it was given"
         assert_conventions(plan, resource, canary=CANARY)
         for action in plan.actions:
@@ -1298,3 +1311,76 @@ def test_a_rotation_of_another_rotations_version_is_refused_as_invalid_spec_and_
     assert "spec.secretName: Secret db-v1 is a version staged by SecretRotation app-db" in message, message
     assert plan.actions == () and "rotation" not in plan.status
     assert referenced(world.deployments["api"]) == {"db-v1"}
+
+
+# --- what a step asks the shell for: cost follows the work --------------------------------------
+
+
+def facts_asked(rotation: Rotation) -> frozenset[world.Fact]:
+    """Every fact the next step asks for beyond the store's objects (the shell fetches each by need)."""
+    resource = rotation.resource()
+    return planned_with_facts(resource, lambda needs: rotation.world.observe(resource, needs=needs))[1]
+
+
+def test_a_waiting_verification_step_asks_for_nothing_but_the_store() -> None:
+    rotation = Rotation(shop())
+    switch_to_new_version(rotation)  # the new pod is not there yet: verification waits
+
+    assert facts_asked(rotation) == frozenset()
+
+
+def test_promotion_is_decided_only_from_a_fresh_list_never_from_the_stores_memory() -> None:
+    rotation = Rotation(shop(), secret_spec(verify={"timeout": "10m", "stableFor": "0s"}))
+    switch_to_new_version(rotation)
+    rotation.world.roll_out("web")
+    assert planner.fresh_kinds(rotation.resource()) == {"Pod", "ReplicaSet", "Deployment"}
+    from_memory = planner.plan(rotation.resource(), rotation.world.observe(rotation.resource(), needs=frozenset()))
+
+    assert from_memory.needs == {world.Fact.FRESH}
+    assert (from_memory.status, from_memory.events) == (rotation.status, ()), "nothing is promoted from memory"
+    promoted = rotation.step()
+    assert promoted.status["currentSecret"] == "db-v1", promoted.status
+
+
+def test_a_deletion_is_decided_only_from_a_fresh_list_and_keeping_a_version_needs_none() -> None:
+    rotation = rotated_once(secret_spec(retain=0))
+    rotation.request(T0)
+    plans: list[Plan] = []
+    asked: list[frozenset[world.Fact]] = []
+    phases: list[str] = []
+    while not plans or plans[-1].status["phase"] != Phase.IDLE:
+        asked.append(facts_asked(rotation))
+        phases.append(rotation.phase)
+        plans.append(rotation.step())
+        for action in plans[-1].actions:
+            if isinstance(action, PatchWorkload):
+                rotation.world.roll_out(action.name)
+    deleting = [i for i, p in enumerate(plans) if actions_of([p], DeleteSecret)]
+    assert deleting, "retain 0 deletes the retired version"
+    assert all(world.Fact.FRESH in asked[i] for i in deleting), asked
+    waiting = [i for i, phase in enumerate(phases) if phase in (Phase.ROLLING_OUT, Phase.VERIFYING)]
+    assert waiting and all(world.Fact.CREDENTIALS not in asked[i] for i in waiting), "no Secret is read while waiting"
+    assert all(
+        world.Fact.FRESH not in asked[i]
+        for i in range(len(plans))
+        if i not in deleting and phases[i] not in (Phase.VERIFYING,)
+    ), "only a promotion or a deletion lists afresh"
+
+
+@pytest.mark.parametrize(
+    ("age", "asks"),
+    [pytest.param(timedelta(seconds=3), False, id="young"), pytest.param(timedelta(seconds=30), True, id="stuck")],
+)
+def test_mount_failure_events_are_asked_for_only_for_a_new_pod_unready_past_the_grace(
+    age: timedelta, asks: bool
+) -> None:
+    rotation = Rotation(shop())
+    switch_to_new_version(rotation)
+    rotation.world.start_crashing_pod("web")
+    pod = rotation.world.pods["web-g2"]
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+    pod["metadata"]["creationTimestamp"] = ts(rotation.world.now - age)
+
+    asked = facts_asked(rotation)
+
+    assert (world.Fact.MOUNT_FAILURES in asked) is asks, asked

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from planning import planner_step
 from secretrotation.core import accounts, names, objects, planner, references, world
 from secretrotation.core.plan import (
     Action,
@@ -243,8 +244,11 @@ class Namespace:
 
     # -- the shell's side ----------------------------------------------------------------------
 
-    def observe(self, resource: Resource) -> Observed:
-        """What ``cluster.observe`` gathers: accounts and Secrets by name only, every RoleBinding, copies."""
+    def observe(self, resource: Resource, needs: frozenset[world.Fact] = frozenset(world.Fact)) -> Observed:
+        """What ``cluster.observe`` gathers: accounts and Secrets by name only, every RoleBinding, copies.
+
+        Only the facts in ``needs``, as the shell: a phase that reads one it did not ask for fails.
+        """
         self.token_controller()
         objects = world.NamespaceObjects(
             pods=copy.deepcopy(list(self.pods.values())),
@@ -253,15 +257,19 @@ class Namespace:
                 {"metadata": {"name": a.name}, "secrets": [{"name": s} for s in a.secrets]}
                 for a in self.accounts.values()
             ],
+            cron_jobs=() if world.Fact.CRON_JOBS in needs else None,
         )
         service_accounts = {n: self.accounts.get(n) for n in planner.accounts_to_fetch(resource)}
         secrets = {n: self.secrets.get(n) for n in planner.secrets_to_fetch(resource, service_accounts)}
+        credentials = world.Fact.CREDENTIALS in needs
         return Observed(
             now=self.now,
             objects=objects,
-            secrets=secrets,
-            service_accounts=service_accounts,
-            bindings=copy.deepcopy(tuple(self.bindings.values())),
+            secrets=secrets if credentials else None,
+            service_accounts=service_accounts if credentials else None,
+            mount_failures={} if world.Fact.MOUNT_FAILURES in needs else None,
+            bindings=copy.deepcopy(tuple(self.bindings.values())) if world.Fact.BINDINGS in needs else None,
+            fresh=world.Fact.FRESH in needs,
             can_bind=self.can_bind,
             auto_tokens=True,  # a 1.20 cluster, as the token controller here simulates
             nonce=f"nonce-{self._resource_version()}",
@@ -429,7 +437,7 @@ class AccountRotation:
     def step(self, *, actions_done: int | None = None, write_status: bool = True) -> Plan:
         """One step. A crash: only the first ``actions_done`` actions, or the status never written."""
         resource = self.resource()
-        plan = planner.plan(resource, self.namespace.observe(resource))
+        plan = planner_step(resource, lambda needs: self.namespace.observe(resource, needs))
         assert_conventions(plan, resource)
         for action in plan.actions[:actions_done]:
             self.namespace.perform(ROTATION, action)

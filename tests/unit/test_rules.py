@@ -7,6 +7,7 @@ finding is what status reports.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ def situation(*, request: str | None = None, generation: int = 1, **status: Any)
 
 ROTATED = {"revision": 1, "currentSecret": "db-v1"}
 FAILED = {**ROTATED, "consecutiveFailures": 1, "failedGeneration": 1}
+REVERTED = {"reason": "TargetChangedExternally", "message": "Deployment api was changed by someone else"}
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,14 @@ FAILED = {**ROTATED, "consecutiveFailures": 1, "failedGeneration": 1}
             situation(**FAILED, nextRotationTime="2026-03-01T13:00:00Z"),
             (False, None),
             id="held-after-failure",
+        ),
+        pytest.param(
+            trigger.not_fought_over,
+            situation(
+                **{**FAILED, "consecutiveFailures": 2}, lastFailure=REVERTED, nextRotationTime="2026-03-01T11:00:00Z"
+            ),
+            (False, None),
+            id="fought-over-by-a-self-healing-tool",
         ),
         pytest.param(trigger.first_rotation, situation(), (True, "Created"), id="created"),
         pytest.param(
@@ -76,6 +86,7 @@ def test_the_trigger_chain_asks_request_first_and_holds_a_failure_before_the_sch
     assert [c.__name__ for c in trigger.CHAIN] == [
         "requested",
         "retry_after_spec_change",
+        "not_fought_over",
         "retry_on_schedule",
         "first_rotation",
         "scheduled",
@@ -83,6 +94,16 @@ def test_the_trigger_chain_asks_request_first_and_holds_a_failure_before_the_sch
     # A failed rotation whose regular schedule is due is held by the backoff, not rescheduled.
     held = situation(**FAILED, nextRotationTime="2026-03-01T13:00:00Z")
     assert trigger.decide(held) == trigger.HOLD
+
+
+def test_one_revert_is_retried_on_schedule_but_a_second_in_a_row_is_not() -> None:
+    due = "2026-03-01T11:00:00Z"
+    once = situation(**FAILED, lastFailure=REVERTED, nextRotationTime=due)
+    twice = situation(**{**FAILED, "consecutiveFailures": 2}, lastFailure=REVERTED, nextRotationTime=due)
+    assert trigger.decide(once).start, "a single revert may have been a human's: try again on schedule"
+    assert trigger.decide(twice) == trigger.HOLD
+    assert trigger.decide(replace(twice, request="r1")).start, "a new request still retries"
+    assert trigger.decide(replace(twice, generation=2)).start, "a spec change still retries"
 
 
 def test_a_handled_request_starts_nothing() -> None:

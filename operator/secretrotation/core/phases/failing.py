@@ -59,6 +59,13 @@ def _finish_failed(step: Step, reason: Reason, message: str, *, announce: bool) 
     rec.last_failure = Failure(str(reason), truncate(message))
     rec.failed_generation = rotation.generation or step.resource.generation
     rec.next_rotation_time = trigger.next_attempt_after_failure(step.spec, step.now, rec.consecutive_failures)
+    if trigger.fought_over(rec):
+        rec.next_rotation_time = None
+        message = truncate(
+            f"{message}; reverted by someone else {rec.consecutive_failures} times in a row (a GitOps tool's "
+            "self-heal?): not retried on schedule until the spec changes or a rotation is requested"
+        )
+        rec.last_failure = Failure(str(reason), message)
     rec.phase = Phase.IDLE
     rec.rotation = None
     if announce:

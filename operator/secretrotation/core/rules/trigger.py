@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from secretrotation.core.conditions import Reason
 from secretrotation.core.record import Record
 from secretrotation.core.spec import RotationSpec
 
 MAX_BACKOFF_FACTOR = 8
+FOUGHT_OVER = 2  # failures in a row, each a target reverted by someone else, before scheduled retries stop
 
 
 class Trigger(enum.StrEnum):
@@ -60,6 +62,22 @@ def retry_after_spec_change(s: Situation) -> Decision | None:
     return None
 
 
+def fought_over(record: Record) -> bool:
+    """The last attempts each lost a target to someone who put it back: a GitOps tool's self-heal, likely."""
+    failure = record.last_failure
+    return (
+        record.consecutive_failures >= FOUGHT_OVER
+        and failure is not None
+        and failure.reason == Reason.TARGET_CHANGED_EXTERNALLY
+    )
+
+
+def not_fought_over(s: Situation) -> Decision | None:
+    """A rotation that keeps losing a target to a self-healing tool is not tried again on schedule:
+    switching it again would only flap. A new request or a spec change still retries."""
+    return HOLD if fought_over(s.record) else None
+
+
 def _schedule_due(s: Situation) -> bool:
     due = s.record.next_rotation_time
     return s.spec.rotate_every is not None and due is not None and s.now >= due
@@ -83,6 +101,7 @@ def scheduled(s: Situation) -> Decision | None:
 CHAIN: tuple[Callable[[Situation], Decision | None], ...] = (
     requested,
     retry_after_spec_change,
+    not_fought_over,
     retry_on_schedule,
     first_rotation,
     scheduled,
