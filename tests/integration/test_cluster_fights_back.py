@@ -7,9 +7,11 @@ import re
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, raw, secret
+from kubetest import Kube, condition, container, deployment, deployment_available, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import at_revision, create, db_rotation, template_secrets, wait_rotation
+from secretrotation.core import markers
+from secretrotation_dev.devcluster import podsim
 
 pytestmark = pytest.mark.integration
 ENV_NAME = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name"
@@ -139,3 +141,59 @@ def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
     [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
     assert reverted["type"] == "Warning" and "Deployment api returned to db" in reverted["message"], reverted
     assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
+
+
+def test_a_rotation_deleted_while_the_operator_was_down_is_undone_once_it_is_back(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    """The status goes with the resource; the switch mark on the workload is what the operator finds."""
+    faults = "- secret: db-v1\n  effect: NeverReady\n"
+    kube.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": podsim.FAULTS_CONFIGMAP}, "data": {podsim.FAULTS_KEY: faults}}
+    )
+    _verifying_on_v1(kube, namespace)  # api's new pod never turns Ready: its rollout cannot complete
+    operator.kill()
+
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}, "nobody reverted it yet"
+    operator.start()
+
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment,
+        "api",
+        lambda d: "db-v1" not in str(d["spec"]["template"]) and markers.SWITCH_ANNOTATION not in str(d["metadata"]),
+        namespace=namespace,
+        what="api back on db, its switch mark gone",
+    )
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
+    events = kube.wait(
+        kube.core.list_namespaced_event,
+        lambda items: any(e["reason"] == "RevertedOnDeletion" for e in items),
+        namespace=namespace,
+        what="a RevertedOnDeletion Event on the Deployment",
+    )
+    [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
+    assert reverted["involvedObject"]["kind"] == "Deployment" and reverted["type"] == "Warning", reverted
+    assert "returned to db" in reverted["message"], reverted
+    assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
+
+
+def test_a_switch_that_rolled_out_is_left_alone_when_its_rotation_was_deleted_unseen(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    _verifying_on_v1(kube, namespace)  # api's new pod is Ready: only the stability window holds it
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment, "api", deployment_available, namespace=namespace, what="api rolled out"
+    )
+    operator.kill()
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
+    operator.start()
+
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment,
+        "api",
+        lambda d: markers.SWITCH_ANNOTATION not in str(d["metadata"]),
+        namespace=namespace,
+        what="the stale switch mark dropped",
+    )
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}, "a working switch was undone"

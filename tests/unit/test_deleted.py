@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from secretrotation.core import markers
 from secretrotation.core.phases import deleted
 
 PATH = "/spec/template/spec/volumes/0/secret/secretName"
@@ -54,3 +55,14 @@ def test_a_target_someone_else_changed_since_is_left_alone_and_named() -> None:
 
 def test_a_target_already_back_on_the_version_in_use_needs_nothing() -> None:
     assert deleted.revert(status("RollingBack"), {("Deployment", "web"): web("db-v1")}) == ([], None)
+
+
+def test_a_revert_also_removes_the_switch_mark_it_finds_exactly_as_found() -> None:
+    marked = web("db-v2")
+    marked["metadata"] = {"annotations": {markers.SWITCH_ANNOTATION: "the mark as read"}}
+
+    [patch], _ = deleted.revert(status("Verifying"), {("Deployment", "web"): marked})
+    [unmarked], _ = deleted.revert(status("Verifying"), {("Deployment", "web"): web("db-v2")})
+
+    assert patch.unmark == "the mark as read", "removed only if it is still exactly what was judged"
+    assert unmarked.unmark is None, "no mark, nothing to remove (a remove of a missing path would fail the patch)"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from planning import planned_with_facts, planner_step
-from secretrotation.core import names, objects, planner, record, references, world
+from secretrotation.core import markers, names, objects, planner, record, references, world
 from secretrotation.core import spec as model
 from secretrotation.core.credentials import SecretCredential, template_changes
 from secretrotation.core.plan import (
@@ -815,6 +815,10 @@ def test_a_rotation_stages_switches_verifies_promotes_and_collects_step_by_step(
     switched = rotation.step()
     assert rotation.phase == "Verifying"
     assert [(a.kind, a.name) for a in actions_of([switched], PatchWorkload)] == [("Deployment", "web")]
+    [patch] = actions_of([switched], PatchWorkload)
+    mark = markers.decode(patch.mark)
+    assert mark is not None and (mark.rotation, mark.version, mark.previous) == (ROTATION, "db-v1", BASE)
+    assert mark.changes == patch.changes, "the mark holds exactly what a revert needs"
     assert referenced(world.deployments["web"]) == {"db-v1"}
     assert rotation.status["rotation"]["targets"][0]["switched"] is True
 

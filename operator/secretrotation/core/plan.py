@@ -27,11 +27,20 @@ class CreateVersion:
 
 @dataclass(frozen=True)
 class PatchWorkload:
-    """Apply ``changes`` atomically; each is tested to still hold ``old`` first."""
+    """Apply ``changes`` atomically; each is tested to still hold ``old`` first.
+
+    In the same patch: ``mark`` writes the switch mark (``markers``); ``unmark`` removes
+    the mark, tested to be exactly that text. A mark on a workload without annotations
+    creates them, tested against ``resource_version`` (the workload as the plan saw it).
+    """
 
     kind: str
     name: str
     changes: tuple[Change, ...]
+    mark: str | None = None
+    unmark: str | None = None
+    annotated: bool = True
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Resource:
     annotations: Mapping[str, str]
     spec: Obj
     status: Obj
+    uid: str = ""
 
 
 @dataclass(frozen=True)

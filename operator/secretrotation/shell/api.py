@@ -160,6 +160,13 @@ def _retry_after(error: ApiException) -> float | None:
         return None
 
 
+def describe_error(error: Exception) -> str:
+    """An error for logs and Events: an API error's body may echo request data, so it is never included."""
+    if isinstance(error, ApiException):
+        return safe_api_error(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def safe_api_error(error: ApiException) -> str:
     """An API error without its body: bodies may echo request data, values included."""
     return f"API error {error.status} ({error.reason})"

@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, names, objects, plan, planner, world
+from secretrotation.core import accounts, markers, names, objects, plan, planner, world
 from secretrotation.core import spec as model
 from secretrotation.core.world import Fact
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
@@ -32,6 +32,24 @@ JSON_PATCH = "application/json-patch+json"
 
 def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
     return tuple(read(call, namespace, **kwargs)["items"])
+
+
+_MARK_PATH = "/metadata/annotations/" + markers.SWITCH_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _mark_operations(action: plan.PatchWorkload) -> list[dict[str, Any]]:
+    """JSON patch operations that write or remove the switch mark, each safe against a concurrent writer."""
+    if action.mark is not None and action.annotated:
+        return [{"op": "add", "path": _MARK_PATH, "value": action.mark}]
+    if action.mark is not None:
+        # Adding the whole map would replace annotations someone added since: the version test forbids that.
+        return [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": action.resource_version},
+            {"op": "add", "path": "/metadata/annotations", "value": {markers.SWITCH_ANNOTATION: action.mark}},
+        ]
+    if action.unmark is not None:
+        return [{"op": "test", "path": _MARK_PATH, "value": action.unmark}, {"op": "remove", "path": _MARK_PATH}]
+    return []
 
 
 class Cluster:
@@ -293,11 +311,17 @@ class Cluster:
         found = read_named(get, name, namespace)
         return {**found, "kind": kind} if found is not None else None
 
+    def version_exists(self, namespace: str, credential: str, name: str) -> bool:
+        """Whether a Secret or ServiceAccount of that name exists (read by name)."""
+        get = self.core.read_namespaced_secret if credential == "Secret" else self.core.read_namespaced_service_account
+        return bool(name) and read_named(get, name, namespace) is not None
+
     def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> dict[str, Any]:
         operations: list[dict[str, Any]] = []
         for change in action.changes:
             operations.append({"op": "test", "path": change.path, "value": change.old})
             operations.append({"op": "replace", "path": change.path, "value": change.new})
+        operations += _mark_operations(action)
         patch = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "StatefulSet": self.apps.patch_namespaced_stateful_set,
@@ -336,8 +360,13 @@ class Cluster:
 
     def read_rotation(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The SecretRotation as the API server has it now; None when it is gone."""
-        get = functools.partial(self.custom.get_namespaced_custom_object, names.GROUP, names.VERSION)
-        return read_named(lambda n, ns: get(ns, names.PLURAL, n), name, namespace)  # type: ignore[no-any-return]
+
+        def get(name: str, namespace: str, **kwargs: Any) -> Any:
+            custom = self.custom.get_namespaced_custom_object
+            return custom(names.GROUP, names.VERSION, namespace, names.PLURAL, name, **kwargs)
+
+        found: dict[str, Any] | None = read_named(get, name, namespace)
+        return found
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any], uid: str, resource_version: str) -> str:
         """Replace the whole status (not merge), only on the exact resource and version read; the new version.

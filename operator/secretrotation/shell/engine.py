@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from secretrotation.core import plan, planner, record, world
 from secretrotation.core.phases import deleted
 from secretrotation.core.world import Fact
-from secretrotation.shell import api, cluster, metrics
+from secretrotation.shell import api, cluster, metrics, reverts
+from secretrotation.shell.api import describe_error
 from secretrotation.shell.store import Store
 
 log = logging.getLogger("secretrotation")
@@ -53,13 +52,6 @@ def _intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
 def _older(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
     mine, theirs = (str(b["metadata"].get("resourceVersion") or "") for b in (body, than))
     return mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs)
-
-
-def describe_error(error: Exception) -> str:
-    """An error for logs and Events: an API error's body may echo request data, so it is never included."""
-    if isinstance(error, ApiException):
-        return api.safe_api_error(error)
-    return f"{type(error).__name__}: {error}"
 
 
 @dataclass
@@ -101,6 +93,7 @@ class Engine:
         self.claim_locks: dict[str, asyncio.Lock] = {}
         self.reverting: set[asyncio.Task[None]] = set()  # reverts after a deletion, kept until they finish
         self.store = Store()
+        self.orphans = reverts.Orphans(kube, post_event, reverts.live_check(self.tracked))
         self._filling: dict[str, asyncio.Future[None]] = {}
         self._stepping: dict[str, int] = {}  # namespace -> steps under way there (the store keeps it meanwhile)
 
@@ -136,30 +129,16 @@ class Engine:
         message = f"SecretRotation deleted; every version is left in place: {', '.join(kept) or 'none'}"
         self.post_event(body, plan.Event("VersionsLeftInPlace", message))
         if deleted.switched_targets(status):
-            task = asyncio.create_task(self._revert_on_deletion(key[0], body, status), name=f"revert:{key[0]}/{key[1]}")
+            revert = reverts.after_deletion(self.cluster, self.post_event, key[0], body, status)
+            task = asyncio.create_task(revert, name=f"revert:{key[0]}/{key[1]}")
             self.reverting.add(task)
             task.add_done_callback(self.reverting.discard)
-
-    async def _revert_on_deletion(self, namespace: str, body: Mapping[str, Any], status: dict[str, Any]) -> None:
-        """Return the targets a deleted rotation switched, and never verified, to the version in use."""
-        try:
-            targets = deleted.switched_targets(status)
-            read = self.cluster.workload
-            found = {(t.kind, t.name): await asyncio.to_thread(read, namespace, t.kind, t.name) for t in targets}
-            patches, event = deleted.revert(status, found)
-            for patch in patches:
-                await asyncio.to_thread(self.cluster.perform, namespace, body["metadata"]["name"], patch)
-            if event is not None:
-                log.warning("%s/%s: %s", namespace, body["metadata"]["name"], event.message)
-                self.post_event(body, event)
-        except Exception as error:
-            problem = describe_error(error)
-            log.warning("%s/%s: could not revert after deletion (%s)", namespace, body["metadata"]["name"], problem)
-            self.post_event(body, plan.Event("RevertFailed", f"could not revert after deletion: {problem}", True))
 
     def object_changed(self, kind: str, namespace: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event for a Pod, workload, ReplicaSet, Job or ServiceAccount."""
         self.store.observe(kind, namespace, event_type, body)
+        if kind in world.WORKLOAD_KINDS and event_type != "DELETED":
+            self.orphans.saw(kind, namespace, body)
         self.namespace_changed(namespace)
 
     def namespace_changed(self, namespace: str) -> None:
@@ -215,6 +194,7 @@ class Engine:
             self.claim_locks.pop(namespace, None)
 
     async def stop_all(self) -> None:
+        await self.orphans.stop()
         tasks = [t.task for t in self.tracked.values() if t.task is not None]
         self.tracked.clear()
         for task in tasks:
@@ -329,6 +309,7 @@ class Engine:
             annotations=body["metadata"].get("annotations") or {},
             spec=body.get("spec") or {},
             status=dict(tracked.status),
+            uid=str(body["metadata"].get("uid") or ""),
         )
 
     async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:

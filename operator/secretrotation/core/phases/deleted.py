@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from secretrotation.core import record
+from secretrotation.core.markers import SWITCH_ANNOTATION
+from secretrotation.core.objects import mapping
 from secretrotation.core.plan import Event, PatchWorkload
 from secretrotation.core.record import Phase, Target
 from secretrotation.core.world import Obj
@@ -43,7 +45,9 @@ def revert(
     for target in targets:
         workload = workloads.get((target.kind, target.name))
         if workload is not None and target.on_new(workload):
-            patches.append(PatchWorkload(target.kind, target.name, tuple(c.reversed() for c in target.changes)))
+            mark = mapping(mapping(workload.get("metadata")).get("annotations")).get(SWITCH_ANNOTATION)
+            reverse = tuple(c.reversed() for c in target.changes)
+            patches.append(PatchWorkload(target.kind, target.name, reverse, unmark=mark if mark else None))
         elif workload is not None and not target.on_old(workload):
             left.append(target.label)
     if not patches and not left:

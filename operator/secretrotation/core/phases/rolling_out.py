@@ -10,11 +10,30 @@ from __future__ import annotations
 from dataclasses import replace
 
 from secretrotation.core.conditions import Reason
+from secretrotation.core.markers import Switch
+from secretrotation.core.objects import mapping
 from secretrotation.core.phases import failing
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import PatchWorkload, Plan
 from secretrotation.core.record import Phase, Target
-from secretrotation.core.world import Referrer, describe
+from secretrotation.core.world import Obj, Referrer, describe
+
+
+def _switch(step: Step, target: Target, workload: Obj) -> PatchWorkload:
+    """The switch, marking the workload so that it can be undone even if this rotation is deleted unseen."""
+    rotation, resource = step.rotation, step.resource
+    switch = Switch(
+        resource.name, resource.uid, step.credential.kind, rotation.version, rotation.previous, target.changes
+    )
+    metadata = mapping(workload.get("metadata"))
+    return PatchWorkload(
+        target.kind,
+        target.name,
+        target.changes,
+        mark=switch.encode(),
+        annotated=bool(metadata.get("annotations")),
+        resource_version=metadata.get("resourceVersion"),
+    )
 
 
 def rolling_out(step: Step) -> Plan:
@@ -29,7 +48,7 @@ def rolling_out(step: Step) -> Plan:
         if workload is not None and target.on_new(workload):
             targets[index] = replace(target, switched=True)
         elif workload is not None and target.on_old(workload):
-            step.actions.append(PatchWorkload(target.kind, target.name, target.changes))
+            step.actions.append(_switch(step, target, workload))
             targets[index] = replace(target, switched=True)
         else:
             # Record what this step did switch, so that the rollback reverts it.

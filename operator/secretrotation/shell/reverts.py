@@ -1,0 +1,143 @@
+"""Undoing the switches of a SecretRotation that was deleted mid-rotation.
+
+Two ways to learn of the deletion, one outcome: no workload stays on a version
+that was never proven to start.
+
+* **Seen** (``after_deletion``): the DELETED event arrives, or a write finds the
+  resource gone. The last status this operator wrote names the targets; those
+  switched and not yet verified go back (``core/phases/deleted.py``).
+* **Unseen** (``Orphans``): the operator was down when it happened. Every switch
+  also marked its workload (``core/markers.py``); a mark whose rotation no longer
+  exists is found from the workload watches once the operator is back, and judged
+  there: a workload that has not rolled out on the new version goes back.
+
+Either way nothing is deleted, and a Warning Event names what was reverted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from secretrotation.core import markers, plan
+from secretrotation.core.phases import deleted
+from secretrotation.shell import cluster
+from secretrotation.shell.api import describe_error
+
+log = logging.getLogger("secretrotation")
+EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
+ORPHAN_GRACE = 10.0  # seconds after a mark is seen before it is judged: the SecretRotation watch may lag behind
+ORPHAN_RETRY = 60.0  # seconds before a judgement the API failed is tried again
+ORPHAN_RETRY = 60.0  # seconds before a judgement the API failed is tried again
+API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1"}
+
+
+async def after_deletion(
+    kube: cluster.Cluster, post_event: EventPoster, namespace: str, body: Mapping[str, Any], status: dict[str, Any]
+) -> None:
+    """Return the targets a deleted rotation switched, and never verified, to the version in use."""
+    name = body["metadata"]["name"]
+    try:
+        targets = deleted.switched_targets(status)
+        found = {(t.kind, t.name): await asyncio.to_thread(kube.workload, namespace, t.kind, t.name) for t in targets}
+        patches, event = deleted.revert(status, found)
+        for patch in patches:
+            await asyncio.to_thread(kube.perform, namespace, name, patch)
+        if event is not None:
+            log.warning("%s/%s: %s", namespace, name, event.message)
+            post_event(body, event)
+    except Exception as error:
+        problem = describe_error(error)
+        log.warning("%s/%s: could not revert after deletion (%s)", namespace, name, problem)
+        post_event(body, plan.Event("RevertFailed", f"could not revert after deletion: {problem}", True))
+
+
+class Orphans:
+    """Marked workloads whose rotation may be gone: noted from the watches, judged once each, then unmarked.
+
+    A mark of a rotation the engine tracks costs a dictionary lookup. Only a mark
+    naming an unknown rotation is judged, after a grace that lets the SecretRotation
+    watch catch up, from reads by name: the rotation, the workload, and, if it is to
+    go back, the version it would go back to.
+    """
+
+    def __init__(
+        self, kube: cluster.Cluster, post_event: EventPoster, is_live: Callable[[str, str, str], bool]
+    ) -> None:
+        self.cluster = kube
+        self.post_event = post_event
+        self.is_live = is_live
+        self.pending: dict[tuple[str, str, str], markers.Switch] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def saw(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
+        """A watch event for a Deployment, StatefulSet or DaemonSet."""
+        key = (namespace, kind, body["metadata"]["name"])
+        switch = markers.switch_of(body)
+        if switch is None or self.is_live(namespace, switch.rotation, switch.uid):
+            self.pending.pop(key, None)
+            return
+        self.pending[key] = switch
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._judge_later(), name="secretrotation:orphans")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _judge_later(self) -> None:
+        delay = ORPHAN_GRACE
+        while self.pending:
+            await asyncio.sleep(delay)
+            failed: dict[tuple[str, str, str], markers.Switch] = {}
+            while self.pending:
+                (namespace, kind, name), switch = self.pending.popitem()
+                if self.is_live(namespace, switch.rotation, switch.uid):
+                    continue
+                try:
+                    await asyncio.to_thread(self._settle, namespace, kind, name, switch)
+                except Exception as error:
+                    problem = describe_error(error)
+                    log.warning("%s/%s %s: could not judge its switch mark (%s)", namespace, kind, name, problem)
+                    failed[(namespace, kind, name)] = switch
+            self.pending.update({key: switch for key, switch in failed.items() if key not in self.pending})
+            delay = ORPHAN_RETRY
+
+    def _settle(self, namespace: str, kind: str, name: str, switch: markers.Switch) -> None:
+        rotation = self.cluster.read_rotation(namespace, switch.rotation)
+        if rotation is not None and rotation["metadata"].get("uid") == switch.uid:
+            return  # alive after all: its own task takes care of its workloads
+        workload = self.cluster.workload(namespace, kind, name)
+        if workload is None or markers.switch_of(workload) != switch:
+            return  # gone, or marked again since
+        exists = self.cluster.version_exists
+        previous = bool(switch.previous) and markers.needs_previous(switch, workload)
+        verdict = markers.judge_orphan(
+            switch, workload, previous_exists=previous and exists(namespace, switch.credential, switch.previous or "")
+        )
+        mark = workload["metadata"]["annotations"][markers.SWITCH_ANNOTATION]
+        if verdict is markers.Orphan.UNMARK:
+            self.cluster.perform(namespace, switch.rotation, plan.PatchWorkload(kind, name, (), unmark=mark))
+            return
+        reverse = tuple(c.reversed() for c in switch.changes)
+        self.cluster.perform(namespace, switch.rotation, plan.PatchWorkload(kind, name, reverse, unmark=mark))
+        message = (
+            f"SecretRotation {switch.rotation} was deleted while the operator was down, during a rotation to "
+            f"{switch.version} that this {kind} had not rolled out: returned to {switch.previous}; "
+            f"nothing was deleted ({switch.version} stays)"
+        )
+        log.warning("%s/%s %s: %s", namespace, kind, name, message)
+        involved = {**workload, "apiVersion": API_VERSIONS[kind], "kind": kind}
+        self.post_event(involved, plan.Event("RevertedOnDeletion", message, warning=True))
+
+
+def live_check(tracked: Mapping[tuple[str, str], Any]) -> Callable[[str, str, str], bool]:
+    """Is the rotation ``namespace/name`` with this uid one the engine tracks?"""
+
+    def is_live(namespace: str, name: str, uid: str) -> bool:
+        entry = tracked.get((namespace, name))
+        return entry is not None and entry.body["metadata"].get("uid") == uid
+
+    return is_live
