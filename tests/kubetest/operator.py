@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +62,31 @@ def apply_cluster_role(kube: Kube) -> None:
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_path: Path,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_path = log_path
+        self.extra_args = tuple(extra_args)  # after the usual flags, e.g. --leader-elect
+        self.env = dict(env or {})  # added to the environment, e.g. POD_NAME
         self.metrics_port = 0
         self.liveness_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         self.metrics_port, self.liveness_port = _free_port(), _free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "secretrotation", "run", "--namespace", self.namespace,
                  "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
-                 "--bind", "127.0.0.1", "--log-format", "json"],
+                 "--bind", "127.0.0.1", "--log-format", "json", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -2,18 +2,29 @@
 
     secretrotation run --namespace shop --namespace billing
     secretrotation run --all-namespaces --metrics-port 8080 --liveness-port 8081 --log-format json
+    secretrotation run --all-namespaces --leader-elect
 
-Runs standalone (no kopf peering): deploy one replica with the Recreate
-strategy. Every step is resumable from status, so a restart loses nothing.
+Without ``--leader-elect`` it runs standalone (no kopf peering): deploy one replica with
+the Recreate strategy. With it, any number of replicas may run: the one holding the
+leader Lease acts, the others stand by without watching anything (``shell/leader.py``).
+Every step is resumable from status, so a restart or a takeover loses nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
+import threading
+from types import FrameType
 
 import kopf
 from prometheus_client import start_http_server
+
+from secretrotation.shell import leader, metrics
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,26 +44,107 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also add new ServiceAccount versions to ClusterRoleBindings that name the account in use",
     )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding the leader Lease (for more than one replica); stand by otherwise",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the pod's own namespace)",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        default=leader.DEFAULT_LEASE_NAME,
+        help=f"name of the Lease (default: {leader.DEFAULT_LEASE_NAME})",
+    )
     return parser
 
 
+def _stand_by(elector: leader.Elector, stop: threading.Event, bind: str, liveness_port: int) -> bool:
+    """Wait for the Lease, answering liveness meanwhile. False when stopped by a signal first."""
+    probe = leader.StandbyProbe(bind, liveness_port, elector.healthy) if liveness_port else None
+    try:
+        elector.start()
+        leading = elector.wait_leading(stop)
+    finally:
+        if probe is not None:
+            probe.stop()  # kopf serves the liveness port from now on
+    if leading and not stop.is_set():
+        return True
+    elector.release()
+    logging.getLogger("secretrotation.leader").info("Stopped while standing by.")
+    return False
+
+
+async def _operate(args: argparse.Namespace, signalled: threading.Event, handler: object) -> None:
+    """``kopf.operator``; a signal caught by ``handler`` before kopf handles signals itself is passed on to kopf.
+
+    kopf installs its handlers as it starts. Without this, a SIGTERM just before then would
+    either end the process by the default action (a leader would leave its Lease to expire
+    instead of releasing it) or be lost.
+    """
+
+    async def pass_on_an_early_signal() -> None:
+        while signal.getsignal(signal.SIGTERM) is handler:  # until asyncio's, for kopf, replaces it
+            await asyncio.sleep(0.01)
+        if signalled.is_set():
+            signal.raise_signal(signal.SIGTERM)
+
+    relay = asyncio.create_task(pass_on_an_early_signal())
+    liveness = f"http://{args.bind}:{args.liveness_port}/healthz" if args.liveness_port else None
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespaces or (),
+            liveness_endpoint=liveness,
+        )
+    finally:
+        relay.cancel()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format)
     from secretrotation.adapters import handlers
 
     handlers.OPTIONS.cluster_role_bindings = args.bind_cluster_roles
 
+    elector: leader.Elector | None = None
+    if args.leader_elect:
+        namespace = args.leader_election_namespace or leader.default_namespace()
+        if not namespace:
+            parser.error("--leader-elect needs --leader-election-namespace outside a pod")
+        # The library logs every renewal and every look at a held Lease at INFO: every 2 s.
+        logging.getLogger("leaderelection").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+        settings = leader.ElectionSettings(namespace, args.leader_election_id, leader.default_identity())
+        elector = leader.Elector(settings)
+    # SIGTERM and SIGINT set this until kopf handles them itself: a standby stops, a starting leader stops kopf.
+    signalled = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signalled.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.bind)
-    liveness = f"http://{args.bind}:{args.liveness_port}/healthz" if args.liveness_port else None
-    kopf.run(
-        standalone=True,
-        clusterwide=args.all_namespaces,
-        namespaces=args.namespaces or (),
-        liveness_endpoint=liveness,
-    )
+    if elector is None:
+        metrics.LEADER.set(1)
+    elif not _stand_by(elector, signalled, args.bind, args.liveness_port):
+        return 0
+    else:
+        logging.getLogger("secretrotation.leader").info("Leading: starting the operator.")
+    try:
+        if not signalled.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # as kopf.run
+                asyncio.run(_operate(args, signalled, on_signal))
+    finally:
+        if elector is not None:
+            elector.release()  # kopf has stopped acting: hand the Lease to a standby at once
     return 0
 
 

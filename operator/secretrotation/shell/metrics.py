@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from secretrotation.core import plan, record
+from secretrotation.core.rules.trigger import Trigger
 
 ROTATIONS_STARTED = Counter(
     "secretrotation_rotations_started_total", "Rotations started.", ["namespace", "name", "reason"]
@@ -48,6 +49,10 @@ GC_BLOCKED = Counter(
 STEP_ERRORS = Counter(
     "secretrotation_step_errors_total", "Reconcile steps that failed and will be retried.", ["namespace", "name"]
 )
+LEADER = Gauge(
+    "secretrotation_leader",
+    "1 while this replica acts (holds the leader Lease, or runs without --leader-elect), 0 while it stands by.",
+)
 
 
 def update(namespace: str, name: str, before_status: Mapping[str, Any], step: plan.Plan, now_epoch: float) -> None:
@@ -78,14 +83,18 @@ def update(namespace: str, name: str, before_status: Mapping[str, Any], step: pl
         PHASE.labels(namespace, name, phase.value).set(1 if phase is after.phase else 0)
 
 
-def _remove(gauge: Gauge, *labels: str) -> None:
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):
-        gauge.remove(*labels)
+        metric.remove(*labels)
 
 
 def forget(namespace: str, name: str) -> None:
-    """Drop the per-resource series of a deleted SecretRotation."""
-    for gauge in (CURRENT_REVISION, LAST_SUCCESS, NEXT_ROTATION):
-        _remove(gauge, namespace, name)
+    """Drop every per-resource series of a deleted SecretRotation: no series outlives its resource."""
+    for metric in (CURRENT_REVISION, LAST_SUCCESS, NEXT_ROTATION, GC_BLOCKED, STEP_ERRORS):
+        _remove(metric, namespace, name)
     for phase in record.Phase:
         _remove(PHASE, namespace, name, phase.value)
+    for trigger in Trigger:
+        _remove(ROTATIONS_STARTED, namespace, name, trigger.value)
+    for result in ("succeeded", "failed"):
+        _remove(ROTATIONS_FINISHED, namespace, name, result)
