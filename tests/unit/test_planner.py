@@ -1388,3 +1388,45 @@ def test_mount_failure_events_are_asked_for_only_for_a_new_pod_unready_past_the_
     asked = facts_asked(rotation)
 
     assert (world.Fact.MOUNT_FAILURES in asked) is asks, asked
+
+
+def test_staging_that_cannot_finish_within_the_verify_timeout_stops_having_switched_nothing() -> None:
+    world = shop()
+    rotation = Rotation(world)
+    rotation.step()  # Idle -> Staging
+    for _ in range(3):
+        rotation.step()  # creates db-v1, which something removes again at once (an admission webhook, say)
+        world.secrets.pop("db-v1", None)
+        world.advance(minutes=4)
+    rotation.step()  # 12 minutes after the start
+    assert rotation.phase == Phase.IDLE, rotation.status
+    assert reason_of(rotation.status, "Stalled") == ("True", "VerificationFailed")
+    assert "staging did not finish within 600s" in condition(rotation.status, "Stalled")["message"]  # type: ignore[index]
+    assert actions_of(rotation.plans, PatchWorkload) == [], "nothing may be switched"
+
+
+def test_switching_that_has_not_finished_by_the_deadline_rolls_back_instead_of_sitting_half_switched() -> None:
+    world = shop()
+    rotation = Rotation(world)
+    for _ in range(3):
+        rotation.step()  # Idle -> Staging -> version created -> targets resolved
+    assert rotation.phase == Phase.ROLLING_OUT
+    world.advance(minutes=11)  # the patches were refused or fought over until the deadline passed
+
+    late = rotation.step()
+
+    assert rotation.phase == Phase.ROLLING_BACK and actions_of([late], PatchWorkload) == [], rotation.status
+    assert "could be switched within 600s" in rotation.status["rotation"]["failure"]["message"]
+
+
+def test_a_refusal_while_switching_fails_the_rotation_so_that_it_rolls_back() -> None:
+    rotation = Rotation(shop())
+    for _ in range(3):
+        rotation.step()
+    assert rotation.phase == Phase.ROLLING_OUT
+
+    refused = planner.refused(rotation.resource(), T0, "AdmissionDenied", "denied by policy no-patch")
+
+    assert refused.status["phase"] == Phase.ROLLING_BACK and refused.requeue, refused.status
+    assert [e.reason for e in refused.events] == ["RotationFailed"]
+    assert "denied by policy no-patch" in refused.status["rotation"]["failure"]["message"]

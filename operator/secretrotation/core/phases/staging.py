@@ -48,6 +48,9 @@ def staging(step: Step) -> Plan:
     if staged.problem is not None:
         return failing.abort(step, Reason(staged.problem.reason), staged.problem.message, delete_staged=False)
     if staged.waiting is not None:
+        late = _staging_late(step, staged.waiting)
+        if late is not None:
+            return late
         step.actions.extend(staged.actions)
         step.in_flight(Reason.STAGING, staged.waiting)
         wake_at = step.now + staged.wake_after if staged.wake_after else None
@@ -72,6 +75,18 @@ def staging(step: Step) -> Plan:
     step.record.rotation = replace(rotation, deadline=step.now + step.spec.verify.timeout)
     step.in_flight(Reason.ROLLING_OUT, f"switching {len(targets)} workloads to {rotation.version}")
     return step.done(requeue=True)
+
+
+def _staging_late(step: Step, waiting: str) -> Plan | None:
+    """Staging that has waited ``verify.timeout`` (for a token, a binding) stops; nothing was switched yet.
+
+    Waiting for another rotation's workload (``WaitingForWorkload``) is not bounded: that is a turn.
+    """
+    started = step.rotation.started_at
+    if started is None or step.now - started < step.spec.verify.timeout:
+        return None
+    seconds = int(step.spec.verify.timeout.total_seconds())
+    return failing.abort(step, Reason.VERIFICATION_FAILED, f"staging did not finish within {seconds}s: {waiting}")
 
 
 def old_names(step: Step) -> list[str]:
