@@ -184,7 +184,7 @@ def likely_needs(resource: Resource) -> frozenset[Fact]:
     if rec.phase in (Phase.ROLLING_OUT, Phase.VERIFYING, Phase.ROLLING_BACK):
         return frozenset()
     needs = {Fact.CREDENTIALS}
-    if rec.phase in (Phase.STAGING, Phase.COLLECTING_GARBAGE) or rec.pending_deletion:
+    if rec.phase is Phase.COLLECTING_GARBAGE or rec.pending_deletion:
         needs.add(Fact.CRON_JOBS)
     if is_account_rotation(resource) and rec.phase in (Phase.STAGING, Phase.COLLECTING_GARBAGE):
         needs.add(Fact.BINDINGS)

@@ -59,8 +59,8 @@ def rolling_out(step: Step) -> Plan:
             return failing.fail(step, Reason.TARGET_CHANGED_EXTERNALLY, message)
     step.record.rotation = rotation = rotation.with_targets(targets)
     step.record.phase = Phase.VERIFYING
-    if targets:
-        labels = describe([Referrer(t.kind, t.name) for t in targets])
-        step.event("RollingOut", f"{labels} switched to {rotation.version}")
+    labels = describe([Referrer(t.kind, t.name) for t in targets])
+    beside = rotation.previous or "nothing"
+    step.event("RollingOut", f"staged {rotation.version} beside {beside}; switched {labels} to it")
     step.in_flight(Reason.VERIFYING, f"verifying {len(targets)} workloads on {rotation.version}")
     return step.done(requeue=True)

@@ -65,7 +65,6 @@ def staging(step: Step) -> Plan:
         return step.done()
     if problem is not None:
         return failing.abort(step, Reason(problem.reason), problem.message)
-    step.event("Staged", f"staged {rotation.version} beside {rotation.previous or 'nothing'}")
     step.record.rotation = rotation = rotation.with_targets(targets)
     if not targets:
         step.event("NoConsumers", f"no workload consumes {step.spec.base_name}; {rotation.version} is promoted unused")

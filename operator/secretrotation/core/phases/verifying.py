@@ -53,9 +53,6 @@ def verifying(step: Step) -> Plan:
         return step.done(wake_at=wake_at)
     # Never report "verified" from memory: the last look before promotion is a fresh LIST.
     step.observed.require_fresh()
-    if rotation.targets:
-        labels = describe([Referrer(t.kind, t.name) for t in rotation.targets])
-        step.event("Verified", f"{labels} verified on {new}")
     return promote(step)
 
 
@@ -75,6 +72,9 @@ def promote(step: Step) -> Plan:
     if rotation.previous == spec.base_name:
         rec.adopted = Adopted(spec.base_name, referenced=True)
     rec.phase = Phase.COLLECTING_GARBAGE
-    step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision})")
+    # One Event for the phase, naming the workloads it concerns, rather than one per workload.
+    verified = describe([Referrer(t.kind, t.name) for t in rotation.targets])
+    on = f"{verified} verified on it" if verified else "no workload consumes it"
+    step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision}): {on}")
     step.in_flight(Reason.COLLECTING_GARBAGE, "collecting old versions")
     return step.done(requeue=True)
