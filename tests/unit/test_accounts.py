@@ -30,7 +30,10 @@ def account_finding(
     labels = names.version_labels(rotation, 1) if labels is None else labels
     account = AccountState(name, labels, {}, (), (), None, "1")
     observed = Observed(
-        now=datetime(2026, 3, 1, tzinfo=UTC), objects=objects, secrets={}, service_accounts={name: account}
+        now=datetime(2026, 3, 1, tzinfo=UTC),
+        objects=objects,
+        secrets={accounts.token_secret_name(name): None},  # read by name, and not there
+        service_accounts={name: account},
     )
     context = Context(rotation, "ns", model.parse_spec({"serviceAccount": {"name": rotation}}), observed)
     removal = AccountCredential().removal(context, name, in_use, within_retain=False, switched_at=None)

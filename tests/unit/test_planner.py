@@ -217,31 +217,31 @@ class World:
         self,
         resource: Resource,
         claims: Mapping[tuple[str, str], str] | None = None,
-        needs: frozenset[world.Fact] = frozenset(world.Fact),
+        needs: world.Needs | None = None,
     ) -> Observed:
         """What the shell gathers for a step: copies, so a plan cannot reach into the world.
 
         Like the shell, only the facts in ``needs``: the rest is left unfetched (None),
         so a phase that reads a fact it did not ask for fails the test.
         """
+        needs = needs or world.Needs()
         objects = world.NamespaceObjects(
             pods=copy.deepcopy(list(self.pods.values())),
             deployments=copy.deepcopy(list(self.deployments.values())),
             stateful_sets=copy.deepcopy(list(self.stateful_sets.values())),
             replica_sets=copy.deepcopy(self.replica_sets),
-            cron_jobs=() if world.Fact.CRON_JOBS in needs else None,
+            cron_jobs=() if world.Fact.CRON_JOBS in needs.facts else None,
         )
-        secrets = {name: self.secrets.get(name) for name in planner.secrets_to_fetch(resource)}
         return Observed(
             now=self.now,
             objects=objects,
-            secrets=secrets if world.Fact.CREDENTIALS in needs else None,
-            service_accounts={} if world.Fact.CREDENTIALS in needs else None,
+            secrets={name: self.secrets.get(name) for name in needs.secrets},
+            service_accounts={},
             claims=dict(claims or {}),
-            mount_failures=dict(self.mount_failures) if world.Fact.MOUNT_FAILURES in needs else None,
-            bindings=() if world.Fact.BINDINGS in needs else None,
+            mount_failures=dict(self.mount_failures) if world.Fact.MOUNT_FAILURES in needs.facts else None,
+            bindings=() if world.Fact.BINDINGS in needs.facts else None,
             nonce=f"nonce-{self._resource_version()}",
-            fresh=world.Fact.FRESH in needs,
+            fresh=world.Fact.FRESH in needs.facts,
         )
 
     def perform(self, rotation: str, action: Action) -> None:
@@ -1320,7 +1320,7 @@ def test_a_rotation_of_another_rotations_version_is_refused_as_invalid_spec_and_
 # --- what a step asks the shell for: cost follows the work --------------------------------------
 
 
-def facts_asked(rotation: Rotation) -> frozenset[world.Fact]:
+def facts_asked(rotation: Rotation) -> world.Needs:
     """Every fact the next step asks for beyond the store's objects (the shell fetches each by need)."""
     resource = rotation.resource()
     return planned_with_facts(resource, lambda needs: rotation.world.observe(resource, needs=needs))[1]
@@ -1330,17 +1330,17 @@ def test_a_waiting_verification_step_asks_for_nothing_but_the_store() -> None:
     rotation = Rotation(shop())
     switch_to_new_version(rotation)  # the new pod is not there yet: verification waits
 
-    assert facts_asked(rotation) == frozenset()
+    assert facts_asked(rotation) == world.Needs()
 
 
 def test_promotion_is_decided_only_from_a_fresh_list_never_from_the_stores_memory() -> None:
     rotation = Rotation(shop(), secret_spec(verify={"timeout": "10m", "stableFor": "0s"}))
     switch_to_new_version(rotation)
     rotation.world.roll_out("web")
-    assert planner.fresh_kinds(rotation.resource()) == {"Pod", "ReplicaSet", "Deployment"}
-    from_memory = planner.plan(rotation.resource(), rotation.world.observe(rotation.resource(), needs=frozenset()))
+    assert planner.fresh_kinds(rotation.resource()) == {"Deployment"}, "the targets, as the API server has them now"
+    from_memory = planner.plan(rotation.resource(), rotation.world.observe(rotation.resource(), needs=world.Needs()))
 
-    assert from_memory.needs == {world.Fact.FRESH}
+    assert from_memory.needs == world.Needs(frozenset({world.Fact.FRESH}))
     assert (from_memory.status, from_memory.events) == (rotation.status, ()), "nothing is promoted from memory"
     promoted = rotation.step()
     assert promoted.status["currentSecret"] == "db-v1", promoted.status
@@ -1350,7 +1350,7 @@ def test_a_deletion_is_decided_only_from_a_fresh_list_and_keeping_a_version_need
     rotation = rotated_once(secret_spec(retain=0))
     rotation.request(T0)
     plans: list[Plan] = []
-    asked: list[frozenset[world.Fact]] = []
+    asked: list[world.Needs] = []
     phases: list[str] = []
     while not plans or plans[-1].status["phase"] != Phase.IDLE:
         asked.append(facts_asked(rotation))
@@ -1361,11 +1361,11 @@ def test_a_deletion_is_decided_only_from_a_fresh_list_and_keeping_a_version_need
                 rotation.world.roll_out(action.name)
     deleting = [i for i, p in enumerate(plans) if actions_of([p], DeleteSecret)]
     assert deleting, "retain 0 deletes the retired version"
-    assert all(world.Fact.FRESH in asked[i] for i in deleting), asked
+    assert all(world.Fact.FRESH in asked[i].facts for i in deleting), asked
     waiting = [i for i, phase in enumerate(phases) if phase in (Phase.ROLLING_OUT, Phase.VERIFYING)]
-    assert waiting and all(world.Fact.CREDENTIALS not in asked[i] for i in waiting), "no Secret is read while waiting"
+    assert waiting and all(not asked[i].secrets for i in waiting), "no Secret is read while waiting"
     assert all(
-        world.Fact.FRESH not in asked[i]
+        world.Fact.FRESH not in asked[i].facts
         for i in range(len(plans))
         if i not in deleting and phases[i] not in (Phase.VERIFYING,)
     ), "only a promotion or a deletion lists afresh"
@@ -1387,7 +1387,7 @@ def test_mount_failure_events_are_asked_for_only_for_a_new_pod_unready_past_the_
 
     asked = facts_asked(rotation)
 
-    assert (world.Fact.MOUNT_FAILURES in asked) is asks, asked
+    assert (world.Fact.MOUNT_FAILURES in asked.facts) is asks, asked
 
 
 def test_staging_that_cannot_finish_within_the_verify_timeout_stops_having_switched_nothing() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from planning import planner_step
-from secretrotation.core import accounts, names, objects, planner, references, world
+from secretrotation.core import accounts, names, objects, references, world
 from secretrotation.core.plan import (
     Action,
     CreateAccount,
@@ -244,7 +244,7 @@ class Namespace:
 
     # -- the shell's side ----------------------------------------------------------------------
 
-    def observe(self, resource: Resource, needs: frozenset[world.Fact] = frozenset(world.Fact)) -> Observed:
+    def observe(self, resource: Resource, needs: world.Needs) -> Observed:
         """What ``cluster.observe`` gathers: accounts and Secrets by name only, every RoleBinding, copies.
 
         Only the facts in ``needs``, as the shell: a phase that reads one it did not ask for fails.
@@ -257,19 +257,17 @@ class Namespace:
                 {"metadata": {"name": a.name}, "secrets": [{"name": s} for s in a.secrets]}
                 for a in self.accounts.values()
             ],
-            cron_jobs=() if world.Fact.CRON_JOBS in needs else None,
+            cron_jobs=() if world.Fact.CRON_JOBS in needs.facts else None,
         )
-        service_accounts = {n: self.accounts.get(n) for n in planner.accounts_to_fetch(resource)}
-        secrets = {n: self.secrets.get(n) for n in planner.secrets_to_fetch(resource, service_accounts)}
-        credentials = world.Fact.CREDENTIALS in needs
+        facts = needs.facts
         return Observed(
             now=self.now,
             objects=objects,
-            secrets=secrets if credentials else None,
-            service_accounts=service_accounts if credentials else None,
-            mount_failures={} if world.Fact.MOUNT_FAILURES in needs else None,
-            bindings=copy.deepcopy(tuple(self.bindings.values())) if world.Fact.BINDINGS in needs else None,
-            fresh=world.Fact.FRESH in needs,
+            secrets={n: self.secrets.get(n) for n in needs.secrets},
+            service_accounts={n: self.accounts.get(n) for n in needs.accounts},
+            mount_failures={} if world.Fact.MOUNT_FAILURES in facts else None,
+            bindings=copy.deepcopy(tuple(self.bindings.values())) if world.Fact.BINDINGS in facts else None,
+            fresh=world.Fact.FRESH in facts,
             can_bind=self.can_bind,
             auto_tokens=True,  # a 1.20 cluster, as the token controller here simulates
             nonce=f"nonce-{self._resource_version()}",

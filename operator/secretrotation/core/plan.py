@@ -8,13 +8,13 @@ fresh observation, and plans the same action, or finds it done.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from secretrotation.core.record import Change
 from secretrotation.core.spec import RotationSpec
-from secretrotation.core.world import AccountState, Fact
+from secretrotation.core.world import AccountState, Needs
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,4 @@ class Plan:
     events: tuple[Event, ...] = ()
     requeue: bool = False  # step again as soon as this one is done
     wake_at: datetime | None = None  # step again then, even without a watch event
-    needs: frozenset[Fact] = frozenset()  # plan again once these are fetched; nothing else here counts
+    needs: Needs = field(default_factory=Needs)  # plan again once these are fetched; nothing else here counts

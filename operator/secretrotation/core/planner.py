@@ -5,8 +5,8 @@ actions in order, and only then writes the returned status. The status is the
 cursor: if the operator dies anywhere, the next step re-derives what to do from
 the status and a fresh observation, and every action is safe to repeat.
 
-Also the shell's fetch plan: which Secrets and ServiceAccounts a step needs,
-each fetched by name (Secrets are never listed), and whether it needs any.
+Also the shell's fetch plan: what a step is likely to read, and what a fresh
+look lists; Secrets and ServiceAccounts are only ever read by name.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from secretrotation.core import accounts, credentials, names, record
+from secretrotation.core import credentials, names, record
 from secretrotation.core.conditions import Condition, Reason
 from secretrotation.core.phases import collecting, failing, idle, rolling_back, rolling_out, staging, verifying
 from secretrotation.core.phases.step import Step
@@ -23,7 +23,7 @@ from secretrotation.core.plan import Plan
 from secretrotation.core.record import Phase
 from secretrotation.core.rules import trigger
 from secretrotation.core.spec import GenerateRule, InvalidSpec, RotationSpec, SecretType, parse_spec, spec_from_snapshot
-from secretrotation.core.world import LISTED_KINDS, AccountState, Fact, NamespaceObjects, NeedFacts, Observed, Resource
+from secretrotation.core.world import LISTED_KINDS, NamespaceObjects, NeedFacts, Needs, Observed, Resource
 
 PHASES: Mapping[Phase, Callable[[Step], Plan]] = {
     Phase.STAGING: staging.staging,
@@ -43,7 +43,7 @@ def plan(resource: Resource, observed: Observed) -> Plan:
     try:
         return _plan(resource, observed)
     except NeedFacts as need:
-        return Plan(dict(resource.status), needs=need.facts)
+        return Plan(dict(resource.status), needs=need.needs)
 
 
 def _plan(resource: Resource, observed: Observed) -> Plan:
@@ -144,59 +144,33 @@ def is_account_rotation(resource: Resource) -> bool:
     return isinstance(resource.spec.get("serviceAccount"), Mapping)
 
 
-def _versions_of_interest(resource: Resource) -> set[str]:
-    """Every version a step may stage, switch, keep or collect, and the base name."""
-    wanted = record.read(resource.status).versions_of_interest()
-    account = resource.spec.get("serviceAccount")
-    base = account.get("name") if isinstance(account, Mapping) else resource.spec.get("secretName")
-    if isinstance(base, str) and base:
-        wanted.add(base)
-    return wanted
+def likely_needs(resource: Resource) -> Needs:
+    """What a step in this phase will read: fetched up front, to save a round of planning.
 
-
-def accounts_to_fetch(resource: Resource) -> set[str]:
-    """The ServiceAccounts a step needs to see (none for a Secret rotation)."""
-    return _versions_of_interest(resource) if is_account_rotation(resource) else set()
-
-
-def secrets_to_fetch(resource: Resource, fetched: Mapping[str, AccountState | None] | None = None) -> set[str]:
-    """The Secrets a step needs to see, fetched one by one by name (never listed).
-
-    For a ServiceAccount rotation: the token Secrets of its versions, the operator's
-    and the ones the token controller made for them.
-    """
-    versions = _versions_of_interest(resource)
-    if not is_account_rotation(resource):
-        return versions
-    wanted = {accounts.token_secret_name(name) for name in versions}
-    for account in (fetched or {}).values():
-        if account is not None:
-            wanted |= set(account.secrets)  # the token controller's, checked for filling and for use
-    return wanted
-
-
-def likely_needs(resource: Resource) -> frozenset[Fact]:
-    """The facts a step in this phase will ask for: fetched up front, to save a round of planning.
-
-    Only a prediction: a phase that reads more asks for it (``Plan.needs``).
+    Only a prediction, and a narrow one: a phase that reads more asks for it
+    (``Plan.needs``), so nothing is fetched that no step reads.
     """
     rec = record.read(resource.status)
-    if rec.phase in (Phase.ROLLING_OUT, Phase.VERIFYING, Phase.ROLLING_BACK):
-        return frozenset()
-    needs = {Fact.CREDENTIALS}
-    if rec.phase is Phase.COLLECTING_GARBAGE or rec.pending_deletion:
-        needs.add(Fact.CRON_JOBS)
-    if is_account_rotation(resource) and rec.phase in (Phase.STAGING, Phase.COLLECTING_GARBAGE):
-        needs.add(Fact.BINDINGS)
-    return frozenset(needs)
+    rotation = rec.rotation
+    if rotation is None:
+        base = resource.spec.get("serviceAccount") if is_account_rotation(resource) else resource.spec.get("secretName")
+        name = base.get("name") if isinstance(base, Mapping) else base
+        named = frozenset({name}) if isinstance(name, str) and name else frozenset()
+        return Needs(accounts=named) if is_account_rotation(resource) else Needs(secrets=named)
+    if rec.phase is Phase.STAGING:
+        staged = frozenset({rotation.version})
+        return Needs(accounts=staged) if is_account_rotation(resource) else Needs(secrets=staged)
+    return Needs()
 
 
 def fresh_kinds(resource: Resource) -> frozenset[str]:
-    """What a fresh look lists: before a promotion, the targets' kinds, their pods and ReplicaSets;
-    before a deletion, every kind that can reference a version."""
+    """What a fresh look lists. Before a promotion, the targets' kinds: whether each still holds
+    the new references and has rolled out, as the API server has it now (its pods and ReplicaSets
+    come from the watches, and are judged against that fresh rollout status). Before a deletion,
+    every kind that can reference a version."""
     rec = record.read(resource.status)
     if rec.phase is Phase.VERIFYING and rec.rotation is not None:
-        return frozenset({"Pod", "ReplicaSet", *(t.kind for t in rec.rotation.targets)})
+        return frozenset(t.kind for t in rec.rotation.targets)
     return frozenset(LISTED_KINDS)
 
 

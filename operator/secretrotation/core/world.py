@@ -29,21 +29,38 @@ LISTED_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "
 
 
 class Fact(enum.Enum):
-    """What a step can ask the shell for, beyond the namespace's objects in the store."""
+    """What a step can ask the shell for, beyond the namespace's objects and Secrets or accounts by name."""
 
-    CREDENTIALS = "credentials"  # the Secrets and ServiceAccounts the record names, each read by name
     CRON_JOBS = "cron-jobs"  # not watched: listed when a step needs them
     MOUNT_FAILURES = "mount-failures"  # FailedMount Events, listed only while a new pod is stuck unready
     BINDINGS = "bindings"  # RoleBindings, and whether the namespace lets the operator patch them
     FRESH = "fresh"  # the namespace's objects listed now, not remembered: before a promotion or a deletion
 
 
-class NeedFacts(Exception):
-    """A step read a fact its observation does not hold; the shell fetches it and plans again."""
+@dataclass(frozen=True)
+class Needs:
+    """What a step asked for: facts, and Secrets and ServiceAccounts by name (never a list of Secrets)."""
 
-    def __init__(self, *facts: Fact) -> None:
-        super().__init__(", ".join(f.value for f in facts))
-        self.facts = frozenset(facts)
+    facts: frozenset[Fact] = frozenset()
+    secrets: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(self.facts | other.facts, self.secrets | other.secrets, self.accounts | other.accounts)
+
+    def __le__(self, other: Needs) -> bool:
+        return self.facts <= other.facts and self.secrets <= other.secrets and self.accounts <= other.accounts
+
+    def __bool__(self) -> bool:
+        return bool(self.facts or self.secrets or self.accounts)
+
+
+class NeedFacts(Exception):
+    """A step read what its observation does not hold; the shell fetches it and plans again."""
+
+    def __init__(self, needs: Needs) -> None:
+        super().__init__(str(needs))
+        self.needs = needs
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,7 @@ class NamespaceObjects:
 
     def listed_cron_jobs(self) -> Sequence[Obj]:
         if self.cron_jobs is None:
-            raise NeedFacts(Fact.CRON_JOBS)
+            raise NeedFacts(Needs(frozenset({Fact.CRON_JOBS})))
         return self.cron_jobs
 
     def workloads(self) -> list[Obj]:
@@ -173,11 +190,10 @@ class Observed:
 
     now: datetime
     objects: NamespaceObjects
-    secrets: Mapping[str, SecretState | None] | None
-    from_secret_keys: frozenset[str] | None = None
+    secrets: Mapping[str, SecretState | None] | None  # by name: the ones read (None: does not exist)
     mount_failures: Mapping[str, datetime] | None = field(default_factory=dict)
     claims: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> the rotation switching it
-    service_accounts: Mapping[str, AccountState | None] | None = field(default_factory=dict)
+    service_accounts: Mapping[str, AccountState | None] | None = field(default_factory=dict)  # by name, likewise
     bindings: Sequence[Obj] | None = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
     auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
@@ -185,27 +201,32 @@ class Observed:
     fresh: bool = True  # the objects were listed in this step (False: the store's memory of the watches)
 
     def secret(self, name: str | None) -> SecretState | None:
-        if self.secrets is None:
-            raise NeedFacts(Fact.CREDENTIALS)
-        return self.secrets.get(name) if name else None
+        """The Secret of that name (metadata and key names), read by name for this step; None if it does not exist."""
+        if not name:
+            return None
+        if self.secrets is None or name not in self.secrets:
+            raise NeedFacts(Needs(secrets=frozenset({name})))
+        return self.secrets[name]
 
     def account(self, name: str | None) -> AccountState | None:
-        if self.service_accounts is None:
-            raise NeedFacts(Fact.CREDENTIALS)
-        return self.service_accounts.get(name) if name else None
+        if not name:
+            return None
+        if self.service_accounts is None or name not in self.service_accounts:
+            raise NeedFacts(Needs(accounts=frozenset({name})))
+        return self.service_accounts[name]
 
     def listed_bindings(self) -> Sequence[Obj]:
         if self.bindings is None:
-            raise NeedFacts(Fact.BINDINGS)
+            raise NeedFacts(Needs(frozenset({Fact.BINDINGS})))
         return self.bindings
 
     def mount_failure_since(self, pod: str) -> datetime | None:
         """When a FailedMount was first reported for ``pod`` (asked only of pods stuck unready)."""
         if self.mount_failures is None:
-            raise NeedFacts(Fact.MOUNT_FAILURES)
+            raise NeedFacts(Needs(frozenset({Fact.MOUNT_FAILURES})))
         return self.mount_failures.get(pod)
 
     def require_fresh(self) -> None:
         """Before a promotion or a deletion: decide from objects listed now, not remembered."""
         if not self.fresh:
-            raise NeedFacts(Fact.FRESH)
+            raise NeedFacts(Needs(frozenset({Fact.FRESH})))

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from secretrotation.core import accounts, markers, names, objects, plan, planner, world
 from secretrotation.core import spec as model
-from secretrotation.core.world import Fact
+from secretrotation.core.world import Fact, Needs
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
 from secretrotation.shell.kubejson import raw, untyped
 
@@ -90,43 +90,39 @@ class Cluster:
         now: datetime,
         claims: dict[tuple[str, str], str],
         objects: world.NamespaceObjects,
-        needs: frozenset[Fact],
+        needs: Needs,
         *,
         fresh: bool,
         earlier: world.Observed | None = None,
     ) -> world.Observed:
-        """What a step reads: the store's objects, plus the facts it asked for (``needs``), each fetched once.
+        """What a step reads: the store's objects, plus what it asked for (``needs``), each fetched once.
 
         ``earlier`` is this step's previous observation: what it already fetched is kept, not fetched again.
         """
         namespace = resource.namespace
         got = earlier or world.Observed(
-            now=now, objects=replace(objects, cron_jobs=None), secrets=None, service_accounts=None,
+            now=now, objects=replace(objects, cron_jobs=None), secrets={}, service_accounts={},
             mount_failures=None, bindings=None, nonce=token_hex(8),
         )  # fmt: skip
-        secrets, service_accounts, from_keys = got.secrets, got.service_accounts, got.from_secret_keys
-        if Fact.CREDENTIALS in needs and secrets is None:
-            accounts_wanted = planner.accounts_to_fetch(resource)
-            service_accounts = {name: self.account_state(namespace, name) for name in accounts_wanted}
-            wanted = planner.secrets_to_fetch(resource, service_accounts)
-            secrets = {name: self.secret_state(namespace, name) for name in wanted}
-            from_name = (resource.spec.get("from") or {}).get("secretName")
-            from_state = self.secret_state(namespace, from_name) if isinstance(from_name, str) and from_name else None
-            from_keys = from_state.keys if from_state else None
+        secrets = dict(got.secrets or {})
+        for name in needs.secrets - secrets.keys():
+            secrets[name] = self.secret_state(namespace, name)
+        service_accounts = dict(got.service_accounts or {})
+        for name in needs.accounts - service_accounts.keys():
+            service_accounts[name] = self.account_state(namespace, name)
         cron_jobs = got.objects.cron_jobs
-        if Fact.CRON_JOBS in needs and cron_jobs is None:
+        if Fact.CRON_JOBS in needs.facts and cron_jobs is None:
             cron_jobs = self._cron_jobs(namespace)
         mount_failures = got.mount_failures
-        if Fact.MOUNT_FAILURES in needs and mount_failures is None:
+        if Fact.MOUNT_FAILURES in needs.facts and mount_failures is None:
             mount_failures = self._mount_failures(namespace)
         bindings, can_bind = got.bindings, got.can_bind
-        if Fact.BINDINGS in needs and bindings is None:
+        if Fact.BINDINGS in needs.facts and bindings is None:
             bindings, can_bind = self._bindings(namespace), self._may_patch_role_bindings(namespace)
         return world.Observed(
             now=now,
             objects=replace(objects, cron_jobs=cron_jobs),
             secrets=secrets,
-            from_secret_keys=from_keys,
             mount_failures=mount_failures,
             claims=claims,
             service_accounts=service_accounts,

@@ -340,9 +340,9 @@ class Engine:
         needs = planner.likely_needs(resource)
         observed: world.Observed | None = None
         while True:
-            if Fact.FRESH in needs and not fresh:
+            if Fact.FRESH in needs.facts and not fresh:
                 await self._relist(namespace, planner.fresh_kinds(resource))
-                fresh, observed = True, None  # everything is read again after a resync
+                fresh = True  # what was read by name this step stands; the objects are read again
             view = self.store.view(namespace)
             observed = await asyncio.to_thread(
                 self.cluster.observe, resource, now, claims, view, needs, fresh=fresh, earlier=observed
@@ -350,10 +350,9 @@ class Engine:
             step = planner.plan(resource, observed)
             if not step.needs:
                 return step
-            if step.needs <= needs and (Fact.FRESH not in step.needs or fresh):
-                asked = sorted(f.value for f in step.needs)
-                raise RuntimeError(f"the planner asked again for what it was given: {asked}")
-            needs |= step.needs
+            if step.needs <= needs and (Fact.FRESH not in step.needs.facts or fresh):
+                raise RuntimeError(f"the planner asked again for what it was given: {step.needs}")
+            needs = needs | step.needs
 
     async def _apply(
         self, key: Key, tracked: _Tracked, resource: world.Resource, step: plan.Plan, version: str

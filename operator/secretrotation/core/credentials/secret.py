@@ -35,6 +35,12 @@ def referrers_of(secret: str, objects: NamespaceObjects) -> list[Referrer]:
     return found
 
 
+def _from_keys(observed: Observed, name: str | None) -> frozenset[str] | None:
+    """The key names of the ``from`` Secret, None if it does not exist (read by name like any other)."""
+    found = observed.secret(name)
+    return found.keys if found is not None else None
+
+
 @dataclass(frozen=True)
 class SecretCredential:
     kind: Literal["Secret", "ServiceAccount"] = "Secret"
@@ -58,7 +64,7 @@ class SecretCredential:
         spec, observed = context.spec, context.observed
         staged = observed.secret(rotation.version)
         if staged is None:
-            problem = preflight.from_secret_has_data(spec.from_secret, observed.from_secret_keys)
+            problem = preflight.from_secret_has_data(spec.from_secret, _from_keys(observed, spec.from_secret))
             if problem is not None:
                 return Staging(problem=problem)
             return Staging(
@@ -66,7 +72,9 @@ class SecretCredential:
                 waiting=f"staging {rotation.version}",
             )
         expected_keys = (
-            frozenset(r.key for r in spec.generate) if spec.from_secret is None else observed.from_secret_keys
+            frozenset(r.key for r in spec.generate)
+            if spec.from_secret is None
+            else _from_keys(observed, spec.from_secret)
         )
         problem = preflight.staged_secret_is_ours(
             staged, context.rotation, rotation.revision, str(spec.secret_type), expected_keys, rotation.nonce
@@ -98,7 +106,7 @@ class SecretCredential:
             in_use=in_use,
             base_name=context.spec.base_name,
             within_retain=within_retain,
-            referrers=tuple(referrers_of(name, context.observed.objects)),
+            referrers=lambda: tuple(referrers_of(name, context.observed.objects)),
         )
         return Removal(candidate, (DeleteSecret(name, secret.resource_version),))
 

@@ -29,10 +29,15 @@ def collect(step: Step, *, finish: bool) -> Plan:
     rec, spec = step.record, step.spec
     current = rec.current
     retired = step.rotation.previous if finish else None
-    old = [n for n in dict.fromkeys([*([retired] if retired else []), *(rec.retained or [])]) if n != current]
+    # The base is never the operator's (versions are <base>-v<N>): it is not a candidate at all, and costs
+    # no read; _check_adopted reports it once nothing uses it. (The collect chain refuses it too.)
+    old = [
+        n
+        for n in dict.fromkeys([*([retired] if retired else []), *(rec.retained or [])])
+        if n not in (current, spec.base_name)
+    ]
     old.sort(key=lambda n: names.parse_revision(spec.base_name, n) or 0, reverse=True)
-    # The adopted base is not a version: it never takes a place in the retain window.
-    window = set([n for n in old if n != spec.base_name][: spec.retain])
+    window = set(old[: spec.retain])
     candidates = [*old, *(e.name for e in rec.pending_deletion if e.name not in old and e.name != current)]
     kept: list[str] = []
     blocked: list[Blocked] = []

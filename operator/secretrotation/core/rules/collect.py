@@ -39,7 +39,8 @@ class Candidate:
     in_use: str | None  # the version the rotation currently uses
     base_name: str = ""
     within_retain: bool = False  # among the ``retain`` newest old versions
-    referrers: tuple[Referrer, ...] = ()
+    # Found only if a check gets that far: a version kept by an earlier check costs no look at its referrers.
+    referrers: tuple[Referrer, ...] | Callable[[], tuple[Referrer, ...]] = ()
     mounted_tokens: tuple[Referrer, ...] = ()  # consumers of a controller-made token of this account
     token_used_since_switch: bool = False  # the cluster saw its legacy token used since the switch
 
@@ -77,12 +78,11 @@ def is_not_in_use(candidate: Candidate) -> Finding | None:
 
 
 def is_not_referenced(candidate: Candidate) -> Finding | None:
-    if not candidate.referrers:
+    referrers = candidate.referrers() if callable(candidate.referrers) else candidate.referrers
+    if not referrers:
         return None
     verb = "referenced" if candidate.kind == "Secret" else "used"
-    return Finding(
-        "StillReferenced", f"{candidate.kind} {candidate.name} is still {verb} by {describe(candidate.referrers)}"
-    )
+    return Finding("StillReferenced", f"{candidate.kind} {candidate.name} is still {verb} by {describe(referrers)}")
 
 
 def has_no_mounted_token(candidate: Candidate) -> Finding | None:
