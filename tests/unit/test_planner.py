@@ -1430,3 +1430,23 @@ def test_a_refusal_while_switching_fails_the_rotation_so_that_it_rolls_back() ->
     assert refused.status["phase"] == Phase.ROLLING_BACK and refused.requeue, refused.status
     assert [e.reason for e in refused.events] == ["RotationFailed"]
     assert "denied by policy no-patch" in refused.status["rotation"]["failure"]["message"]
+
+
+def test_verification_progress_is_written_at_most_every_30s_but_a_failure_at_once() -> None:
+    world = shop()
+    rotation = Rotation(world)
+    switch_to_new_version(rotation)
+    rotation.step()  # the first Verifying step reports the targets
+    assert rotation.status["targets"][0]["state"] == "Verifying", rotation.status
+    reported = copy.deepcopy(rotation.status)
+
+    world.advance(seconds=5)
+    world.roll_out("web", ready_for=timedelta(seconds=1))  # progress: the new pod is Ready, not yet stable
+    quiet = rotation.step()
+    assert quiet.status == reported, "progress within 30s of the last report is not written"
+    assert quiet.wake_at is not None, "the step still wakes when the stability window ends"
+
+    world.advance(seconds=26)
+    world.start_crashing_pod("web")
+    failed = rotation.step()
+    assert failed.status["phase"] == Phase.ROLLING_BACK, "a failure is written at once, throttle or not"

@@ -123,6 +123,7 @@ class InFlight:
     failure: Failure | None = None
     rollback_started_at: datetime | None = None
     nonce: str | None = None  # written before anything is created; every object created carries it
+    reported_at: datetime | None = None  # verification progress last written to status
 
     def with_targets(self, targets: Sequence[Target]) -> InFlight:
         return replace(self, targets=tuple(targets))
@@ -263,6 +264,7 @@ def _in_flight(entry: Mapping[str, Any]) -> InFlight:
         failure=_failure(entry.get("failure")),
         rollback_started_at=parse_time(entry.get("rollbackStartedAt")),
         nonce=entry.get("nonce") or None,
+        reported_at=parse_time(entry.get("reportedAt")),
     )
 
 
@@ -343,4 +345,5 @@ def _write_in_flight(rotation: InFlight) -> dict[str, Any]:
         entry["failure"] = {"reason": rotation.failure.reason, "message": rotation.failure.message}
     _put(entry, "rollbackStartedAt", _time(rotation.rollback_started_at))
     _put(entry, "nonce", rotation.nonce)
+    _put(entry, "reportedAt", _time(rotation.reported_at))
     return entry

@@ -6,6 +6,9 @@ the rotation at the first finding, and promotes the new version once all pass.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 from secretrotation.core import references
 from secretrotation.core.conditions import Reason, truncate
 from secretrotation.core.phases import failing
@@ -16,6 +19,9 @@ from secretrotation.core.rules import health, trigger
 from secretrotation.core.world import Obj, Referrer, describe
 
 MAX_STATUS_TARGETS = 64
+# Progress alone (a pod turned Ready, a replica count moved) is written at most this often: what a
+# waiting rotation costs must not grow with its events. A failure or a promotion is written at once.
+PROGRESS_EVERY = timedelta(seconds=30)
 
 
 def verifying(step: Step) -> Plan:
@@ -49,6 +55,10 @@ def verifying(step: Step) -> Plan:
         late = health.within_deadline(rotation.deadline, step.now, step.spec.verify.timeout, pending[0])
         if late is not None:
             return failing.fail(step, Reason(late.reason), late.message)
+        progress_only = step.before.observed_generation == step.resource.generation
+        if progress_only and rotation.reported_at is not None and step.now - rotation.reported_at < PROGRESS_EVERY:
+            return Plan(dict(step.resource.status), wake_at=wake_at)  # progress only: written later, or never
+        step.record.rotation = replace(rotation, reported_at=step.now)
         step.in_flight(Reason.VERIFYING, "; ".join(pending[:3]))
         return step.done(wake_at=wake_at)
     # Never report "verified" from memory: the last look before promotion is a fresh LIST.
