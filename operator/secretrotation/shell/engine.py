@@ -218,9 +218,10 @@ class Engine:
             except api.ResourceGone:
                 self._gone(key, tracked)
                 return
-            except api.StatusConflict:
+            except api.StatusConflict as conflict:
                 # Someone wrote the resource since we read it: read it again, then re-plan from that.
                 conflicts += 1
+                log.info("%s/%s: %s; reading it again", *key, conflict)
                 current = await asyncio.to_thread(self.cluster.read_rotation, *key)
                 if current is None or current["metadata"].get("uid") != tracked.body["metadata"].get("uid"):
                     self._gone(key, tracked)
