@@ -26,6 +26,7 @@ class FakeCluster:
     rotations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     lists: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     conflicts: int = 0  # status writes still to lose to "another writer"
+    forgotten: list[str] = field(default_factory=list)
     version: int = 100
 
     def list_kinds(self, namespace: str, kinds: Iterable[str]) -> dict[str, tuple[tuple[dict[str, Any], ...], str]]:
@@ -82,6 +83,9 @@ class FakeCluster:
         body["metadata"]["resourceVersion"] = str(self.version)
         body["status"] = copy.deepcopy(status)
         return str(self.version)
+
+    def forget(self, namespace: str) -> None:
+        self.forgotten.append(namespace)
 
     def read_rotation(self, namespace: str, name: str) -> dict[str, Any] | None:
         body = self.rotations.get((namespace, name))
@@ -160,6 +164,7 @@ def test_a_namespace_is_listed_once_for_its_rotations_and_let_go_when_they_settl
         fills = [kinds for _, kinds in fake.lists if set(kinds) == set(world.LISTED_KINDS)]
         assert len(fills) == 1, f"the namespace was filled {len(fills)} times: {fake.lists}"
         assert not eng.store.holds("shop"), "a namespace no rotation needs is let go"
+        assert "shop" in fake.forgotten, "and the versions created there are read by name again"
         assert eng.claim_locks.get("shop") is None or not eng.claim_locks["shop"].locked()
         await eng.stop_all()
 

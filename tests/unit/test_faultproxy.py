@@ -230,6 +230,18 @@ def test_nothing_is_added_to_what_the_client_sent(proxy: FaultProxy, upstream: F
     assert sent.isdisjoint({"content-type", "accept", "accept-encoding", "user-agent"}), sent
 
 
+def test_a_token_is_added_only_to_requests_without_credentials(upstream: FakeApiServer) -> None:
+    """kubectl sends no credentials over plain HTTP: the proxy can add them."""
+    upstream.received.clear()
+    with FaultProxy(upstream.url, token="from-proxy") as proxy:
+        call(proxy, "GET", PODS)  # sends its own Authorization
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+        connection.request("GET", PODS)
+        connection.getresponse().read()
+        connection.close()
+    assert [headers.get("Authorization") for _, _, headers, _ in upstream.received] == [TOKEN, "Bearer from-proxy"]
+
+
 def test_every_request_is_counted_and_summarized_by_verb_and_resource(proxy: FaultProxy) -> None:
     call(proxy, "GET", PODS)
     call(proxy, "GET", PODS)
@@ -461,8 +473,12 @@ def test_an_https_api_server_is_verified_with_the_ca_from_the_kubeconfig(
             "users": [{"name": "admin", "user": {"token": "secret-token"}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
         }))  # fmt: skip
-        with FaultProxy.for_kubeconfig(kubeconfig) as proxy:
-            assert call(proxy, "GET", PODS)[0] == 200
+        with FaultProxy.for_kubeconfig(kubeconfig, add_token=True) as proxy:
+            connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+            connection.request("GET", PODS)  # no credentials, as kubectl over plain HTTP
+            assert connection.getresponse().status == 200
+            connection.close()
+            assert server.received[-1][2]["Authorization"] == "Bearer secret-token"
             proxied = yaml.safe_load(proxy.write_kubeconfig(kubeconfig, tmp_path / "proxied").read_text())
         with FaultProxy(server.url) as untrusting:  # the system CAs do not know this certificate
             assert call(untrusting, "GET", PODS)[0] == 502

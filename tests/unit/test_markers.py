@@ -9,6 +9,7 @@ import pytest
 
 from secretrotation.core import markers
 from secretrotation.core.markers import Orphan, Switch
+from secretrotation.core.plan import PatchWorkload
 from secretrotation.core.record import Change
 
 PATH = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name"
@@ -61,3 +62,30 @@ def test_the_previous_version_is_read_only_when_the_verdict_depends_on_it() -> N
     assert markers.needs_previous(SWITCH, deployment("db-v2", rolled_out=False))
     assert not markers.needs_previous(SWITCH, deployment("db-v2", rolled_out=True))
     assert not markers.needs_previous(SWITCH, deployment("other", rolled_out=False))
+
+
+MARK_PATH = "/metadata/annotations/rotation.sre.dev~1switched-by"
+
+
+def test_a_switch_patch_tests_each_old_value_and_adds_the_mark_beside_existing_annotations() -> None:
+    patch = PatchWorkload("Deployment", "api", SWITCH.changes, mark="m", annotated=True, resource_version="7")
+    assert patch.operations() == [
+        {"op": "test", "path": PATH, "value": "db-v1"},
+        {"op": "replace", "path": PATH, "value": "db-v2"},
+        {"op": "add", "path": MARK_PATH, "value": "m"},
+    ]
+
+
+def test_a_switch_patch_creates_annotations_only_on_the_exact_version_judged() -> None:
+    ops = PatchWorkload("StatefulSet", "ledger", SWITCH.changes, mark="m", annotated=False, resource_version="7")
+    assert ops.operations()[-2:] == [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+        {"op": "add", "path": "/metadata/annotations", "value": {markers.SWITCH_ANNOTATION: "m"}},
+    ], "a map added over annotations someone wrote since would erase theirs"
+
+
+def test_an_unmark_removes_the_mark_only_if_it_is_still_the_one_judged() -> None:
+    assert PatchWorkload("Deployment", "api", (), unmark="m").operations() == [
+        {"op": "test", "path": MARK_PATH, "value": "m"},
+        {"op": "remove", "path": MARK_PATH},
+    ]

@@ -824,9 +824,12 @@ def test_a_rotation_stages_switches_verifies_promotes_and_collects_step_by_step(
 
     waiting = rotation.step()
     assert (rotation.phase, waiting.actions) == ("Verifying", ()), "the new spec is not observed yet"
-    assert rotation.status["targets"][0]["state"] == "Verifying", rotation.status["targets"]
     assert reason_of(rotation.status, "Reconciling") == ("True", "Verifying")
     assert waiting.wake_at == T0 + timedelta(minutes=10), "wake at the verification deadline at the latest"
+    world.advance(seconds=30)
+    reported = rotation.step()  # progress is written 30s after the switch at the earliest
+    assert rotation.status["targets"][0]["state"] == "Verifying", rotation.status.get("targets")
+    assert reported.wake_at == T0 + timedelta(minutes=10)
 
     world.roll_out("web", ready_for=timedelta(seconds=10))
     stabilizing = rotation.step()
@@ -862,6 +865,7 @@ def test_a_rotation_stages_switches_verifies_promotes_and_collects_step_by_step(
         "Staging",
         "Staging",
         "RollingOut",
+        "Verifying",
         "Verifying",
         "Verifying",
         "Verifying",
@@ -1435,18 +1439,37 @@ def test_a_refusal_while_switching_fails_the_rotation_so_that_it_rolls_back() ->
 def test_verification_progress_is_written_at_most_every_30s_but_a_failure_at_once() -> None:
     world = shop()
     rotation = Rotation(world)
-    switch_to_new_version(rotation)
-    rotation.step()  # the first Verifying step reports the targets
-    assert rotation.status["targets"][0]["state"] == "Verifying", rotation.status
+    switch_to_new_version(rotation)  # the switch is the first report
     reported = copy.deepcopy(rotation.status)
 
     world.advance(seconds=5)
-    world.roll_out("web", ready_for=timedelta(seconds=1))  # progress: the new pod is Ready, not yet stable
-    quiet = rotation.step()
+    quiet = rotation.step()  # still waiting for the rollout: progress only
     assert quiet.status == reported, "progress within 30s of the last report is not written"
-    assert quiet.wake_at is not None, "the step still wakes when the stability window ends"
+    assert quiet.wake_at is not None, "the step still wakes at the deadline"
 
-    world.advance(seconds=26)
+    world.advance(seconds=25)
+    late = rotation.step()
+    assert late.status["targets"][0]["state"] == "Verifying", "30s on, progress is written"
+    assert late.status["rotation"]["reportedAt"] == ts(world.now)
+
+    world.advance(seconds=5)
     world.start_crashing_pod("web")
     failed = rotation.step()
     assert failed.status["phase"] == Phase.ROLLING_BACK, "a failure is written at once, throttle or not"
+
+
+def test_while_verifying_only_its_targets_and_their_pods_wake_a_rotation() -> None:
+    rotation = Rotation(shop())
+    switch_to_new_version(rotation)
+    web = rotation.world.deployments["web"]
+    targets = {"Deployment/web": web}
+    own_pod = {"metadata": {"name": "web-x", "labels": {"app": "web"}}}
+    other_pod = {"metadata": {"name": "cache-x", "labels": {"app": "cache"}}}
+
+    assert planner.concerns(rotation.status, "Deployment", web, targets)
+    assert planner.concerns(rotation.status, "Pod", own_pod, targets)
+    assert not planner.concerns(rotation.status, "Pod", other_pod, targets)
+    assert not planner.concerns(rotation.status, "Deployment", {"metadata": {"name": "cache"}}, targets)
+    assert not planner.concerns(rotation.status, "Job", {"metadata": {"name": "web"}}, targets)
+    idle = Rotation(shop())
+    assert planner.concerns(idle.status, "Pod", other_pod, {}), "outside switching, any change may matter"

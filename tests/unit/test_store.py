@@ -110,3 +110,16 @@ def test_tombstones_are_bounded() -> None:
         store.observe("Pod", "shop", "DELETED", pod(f"p{index}", index))
     tombstones = store._namespaces["shop"].tombstones
     assert len(tombstones) <= 4096 and ("Pod", "p4999") in tombstones
+
+
+def test_a_kind_counts_as_fresh_for_30s_after_its_list_and_only_then() -> None:
+    clock = [1000.0]
+    store = Store(clock=lambda: clock[0])
+    store.open("shop")
+    store.fill("shop", {"Pod": [], "Deployment": []})
+    assert store.stale_kinds("shop", ["Pod", "Deployment", "Job"]) == {"Job"}, "never listed is stale"
+    clock[0] += 31
+    assert store.stale_kinds("shop", ["Pod", "Deployment"]) == {"Pod", "Deployment"}
+    store.replace("shop", "Deployment", [], "7")
+    assert store.stale_kinds("shop", ["Pod", "Deployment"]) == {"Pod"}
+    assert store.stale_kinds("elsewhere", ["Pod"]) == {"Pod"}

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from secretrotation.core.markers import SWITCH_ANNOTATION
 from secretrotation.core.record import Change
 from secretrotation.core.spec import RotationSpec
 from secretrotation.core.world import AccountState, Needs
+
+_MARK_PATH = "/metadata/annotations/" + SWITCH_ANNOTATION.replace("~", "~0").replace("/", "~1")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,23 @@ class PatchWorkload:
     unmark: str | None = None
     annotated: bool = True
     resource_version: str | None = None
+
+    def operations(self) -> list[dict[str, Any]]:
+        """The JSON patch: each change tested then replaced, and the mark written or removed, all or nothing."""
+        operations: list[dict[str, Any]] = []
+        for change in self.changes:
+            operations.append({"op": "test", "path": change.path, "value": change.old})
+            operations.append({"op": "replace", "path": change.path, "value": change.new})
+        if self.mark is not None and self.annotated:
+            operations.append({"op": "add", "path": _MARK_PATH, "value": self.mark})
+        elif self.mark is not None:
+            # Adding the whole map would replace annotations someone added since: the version test forbids that.
+            operations.append({"op": "test", "path": "/metadata/resourceVersion", "value": self.resource_version})
+            operations.append({"op": "add", "path": "/metadata/annotations", "value": {SWITCH_ANNOTATION: self.mark}})
+        if self.unmark is not None:
+            operations.append({"op": "test", "path": _MARK_PATH, "value": self.unmark})
+            operations.append({"op": "remove", "path": _MARK_PATH})
+        return operations
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
 from secretrotation.core.record import Phase
 from secretrotation.core.rules import trigger
-from secretrotation.core.spec import GenerateRule, InvalidSpec, RotationSpec, SecretType, parse_spec, spec_from_snapshot
+from secretrotation.core.spec import (
+    GenerateRule,
+    InvalidSpec,
+    RotationSpec,
+    SecretType,
+    parse_spec,
+    selector_matches,
+    spec_from_snapshot,
+)
 from secretrotation.core.world import LISTED_KINDS, NamespaceObjects, NeedFacts, Needs, Observed, Resource
 
 PHASES: Mapping[Phase, Callable[[Step], Plan]] = {
@@ -142,6 +150,30 @@ def is_quiet(resource: Resource, now: datetime) -> bool:
 
 def is_account_rotation(resource: Resource) -> bool:
     return isinstance(resource.spec.get("serviceAccount"), Mapping)
+
+
+def concerns(status: Mapping[str, Any], kind: str, obj: Mapping[str, Any], targets: Mapping[str, Any]) -> bool:
+    """Whether a change to ``obj`` can change what this rotation's next step decides.
+
+    While it switches, verifies or rolls back, only its targets and the Pods and ReplicaSets
+    their selectors match matter (``targets`` holds the target workloads as the store has
+    them); in every other busy phase any change might (a consumer appearing or going). This
+    is what keeps twenty rotations in one namespace from each waking at every pod event.
+    """
+    rec = record.read(status)
+    if rec.rotation is None or rec.phase not in (Phase.ROLLING_OUT, Phase.VERIFYING, Phase.ROLLING_BACK):
+        return True
+    name = (obj.get("metadata") or {}).get("name")
+    if any(t.kind == kind and t.name == name for t in rec.rotation.targets):
+        return True
+    if kind not in ("Pod", "ReplicaSet"):
+        return False
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for workload in targets.values():
+        selector = (workload.get("spec") or {}).get("selector") or {}
+        if selector and selector_matches(selector, labels):
+            return True
+    return False
 
 
 def likely_needs(resource: Resource) -> Needs:

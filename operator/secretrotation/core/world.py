@@ -34,7 +34,7 @@ class Fact(enum.Enum):
     CRON_JOBS = "cron-jobs"  # not watched: listed when a step needs them
     MOUNT_FAILURES = "mount-failures"  # FailedMount Events, listed only while a new pod is stuck unready
     BINDINGS = "bindings"  # RoleBindings, and whether the namespace lets the operator patch them
-    FRESH = "fresh"  # the namespace's objects listed now, not remembered: before a promotion or a deletion
+    FRESH = "fresh"  # before a promotion or a deletion: objects listed lately (the shell's window), not just watched
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Observed:
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
     auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
     nonce: str = ""  # fresh randomness from the shell, for a rotation that starts in this step
-    fresh: bool = True  # the objects were listed in this step (False: the store's memory of the watches)
+    fresh: bool = True  # the decisive kinds were listed lately, then updated by watches (False: watches alone)
 
     def secret(self, name: str | None) -> SecretState | None:
         """The Secret of that name (metadata and key names), read by name for this step; None if it does not exist."""
@@ -227,6 +227,6 @@ class Observed:
         return self.mount_failures.get(pod)
 
     def require_fresh(self) -> None:
-        """Before a promotion or a deletion: decide from objects listed now, not remembered."""
+        """Before a promotion or a deletion: decide from objects listed lately, not only from the watches."""
         if not self.fresh:
             raise NeedFacts(Needs(frozenset({Fact.FRESH})))

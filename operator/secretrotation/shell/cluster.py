@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, markers, names, objects, plan, planner, world
+from secretrotation.core import accounts, names, objects, plan, planner, world
 from secretrotation.core import spec as model
 from secretrotation.core.world import Fact, Needs
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
@@ -30,26 +30,23 @@ from secretrotation.shell.kubejson import raw, untyped
 JSON_PATCH = "application/json-patch+json"
 
 
+def _secret_state(name: str, secret: dict[str, Any] | None) -> world.SecretState | None:
+    if secret is None:
+        return None
+    meta = secret["metadata"]
+    return world.SecretState(
+        name=name,
+        labels=meta.get("labels") or {},
+        keys=frozenset(secret.get("data") or {}),
+        immutable=bool(secret.get("immutable")),
+        type=secret.get("type", "Opaque"),
+        resource_version=meta["resourceVersion"],
+        annotations=meta.get("annotations") or {},
+    )
+
+
 def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dict[str, Any], ...]:
     return tuple(read(call, namespace, **kwargs)["items"])
-
-
-_MARK_PATH = "/metadata/annotations/" + markers.SWITCH_ANNOTATION.replace("~", "~0").replace("/", "~1")
-
-
-def _mark_operations(action: plan.PatchWorkload) -> list[dict[str, Any]]:
-    """JSON patch operations that write or remove the switch mark, each safe against a concurrent writer."""
-    if action.mark is not None and action.annotated:
-        return [{"op": "add", "path": _MARK_PATH, "value": action.mark}]
-    if action.mark is not None:
-        # Adding the whole map would replace annotations someone added since: the version test forbids that.
-        return [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": action.resource_version},
-            {"op": "add", "path": "/metadata/annotations", "value": {markers.SWITCH_ANNOTATION: action.mark}},
-        ]
-    if action.unmark is not None:
-        return [{"op": "test", "path": _MARK_PATH, "value": action.unmark}, {"op": "remove", "path": _MARK_PATH}]
-    return []
 
 
 class Cluster:
@@ -64,6 +61,7 @@ class Cluster:
         # Carry ClusterRoleBindings to new ServiceAccount versions too (opt-in, off by default).
         self.cluster_role_bindings = cluster_role_bindings
         self._cron_job_versions: tuple[str, ...] = ("v1", "v1beta1")
+        self._created: dict[tuple[str, str], world.SecretState] = {}  # versions this process created
 
     # -- observing ------------------------------------------------------------------------
 
@@ -194,20 +192,20 @@ class Cluster:
         return json.loads(response.data)
 
     def secret_state(self, namespace: str, name: str) -> world.SecretState | None:
-        """What the operator keeps of a Secret: names and metadata, never values."""
-        secret = read_named(self.core.read_namespaced_secret, name, namespace)
-        if secret is None:
-            return None
-        meta = secret["metadata"]
-        return world.SecretState(
-            name=name,
-            labels=meta.get("labels") or {},
-            keys=frozenset(secret.get("data") or {}),
-            immutable=bool(secret.get("immutable")),
-            type=secret.get("type", "Opaque"),
-            resource_version=meta["resourceVersion"],
-            annotations=meta.get("annotations") or {},
-        )
+        """What the operator keeps of a Secret: names and metadata, never values.
+
+        A version this process created is answered from what its create returned, by its
+        resourceVersion: its data cannot change (immutable), and a delete of it carries that
+        resourceVersion, so a copy someone edited since fails the delete and is read again.
+        """
+        created = self._created.get((namespace, name))
+        if created is not None:
+            return created
+        return _secret_state(name, read_named(self.core.read_namespaced_secret, name, namespace))
+
+    def forget(self, namespace: str) -> None:
+        """No rotation in the namespace is busy: the versions created there are read by name again."""
+        self._created = {key: state for key, state in self._created.items() if key[0] != namespace}
 
     def _mount_failures(self, namespace: str) -> dict[str, datetime]:
         """Pod name -> when a FailedMount was first reported for it."""
@@ -291,7 +289,10 @@ class Cluster:
             }
         )
         try:
-            write(self.core.create_namespaced_secret, namespace, untyped(body))
+            created = write(self.core.create_namespaced_secret, namespace, untyped(body))
+            state = _secret_state(action.name, created)
+            if state is not None:
+                self._created[(namespace, action.name)] = state
         except ApiException as error:
             if error.status != 409:  # already staged by an earlier attempt: the planner checks it
                 values = [str(v) for v in (body.get("stringData") or body.get("data") or {}).values()]
@@ -313,11 +314,7 @@ class Cluster:
         return bool(name) and read_named(get, name, namespace) is not None
 
     def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> dict[str, Any]:
-        operations: list[dict[str, Any]] = []
-        for change in action.changes:
-            operations.append({"op": "test", "path": change.path, "value": change.old})
-            operations.append({"op": "replace", "path": change.path, "value": change.new})
-        operations += _mark_operations(action)
+        operations = action.operations()
         patch = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "StatefulSet": self.apps.patch_namespaced_stateful_set,
@@ -334,6 +331,7 @@ class Cluster:
         )
 
     def delete_secret(self, namespace: str, action: plan.DeleteSecret) -> None:
+        self._created.pop((namespace, action.name), None)  # gone, or changed since: read it by name again
         precondition = client.V1Preconditions(resource_version=action.resource_version)
         self._delete(self.core.delete_namespaced_secret, "Secret", action.name, namespace, precondition)
 

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from secretrotation.core.world import Fact
 from secretrotation.shell import api, cluster, metrics, reverts
 from secretrotation.shell.api import describe_error
 from secretrotation.shell.store import Store
+from secretrotation.shell.tracked import Tracked, intent, older
 
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
@@ -43,53 +43,11 @@ REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when
 STEP_WATCHDOG = 600.0  # seconds: a step still running then is reported stuck (every request has its own timeout)
 
 
-def _intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What the user controls on a SecretRotation: a change here is worth a retry, a status change is not."""
-    meta = body.get("metadata") or {}
-    return meta.get("generation"), dict(meta.get("annotations") or {}), meta.get("uid")
-
-
-def _older(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
-    mine, theirs = (str(b["metadata"].get("resourceVersion") or "") for b in (body, than))
-    return mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs)
-
-
-@dataclass
-class _Tracked:
-    body: Mapping[str, Any]
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    written: dict[str, Any] | None = None  # the status this task last wrote
-    task: asyncio.Task[None] | None = None
-    refused_until: float = 0.0  # time.monotonic() before which only a change to the resource itself wakes it
-    written_version: str = ""  # the resourceVersion our last status write returned
-    acted: bool = False  # the current step performed an action: progress, even if it then failed
-
-    @property
-    def resource_version(self) -> str:
-        """The newest resourceVersion known: the watch's, or our own last write's if that is newer."""
-        seen = str(self.body["metadata"].get("resourceVersion") or "")
-        if self.written_version.isdigit() and seen.isdigit() and int(self.written_version) > int(seen):
-            return self.written_version
-        return seen or self.written_version
-
-    @property
-    def refused(self) -> bool:
-        return time.monotonic() < self.refused_until
-
-    @property
-    def status(self) -> Mapping[str, Any]:
-        return self.written if self.written is not None else (self.body.get("status") or {})
-
-    @property
-    def busy(self) -> bool:
-        return record.read(self.status).busy
-
-
 class Engine:
     def __init__(self, kube: cluster.Cluster, post_event: EventPoster) -> None:
         self.cluster = kube
         self.post_event = post_event
-        self.tracked: dict[Key, _Tracked] = {}
+        self.tracked: dict[Key, Tracked] = {}
         self.claim_locks: dict[str, asyncio.Lock] = {}
         self.reverting: set[asyncio.Task[None]] = set()  # reverts after a deletion, kept until they finish
         self.store = Store()
@@ -105,11 +63,11 @@ class Engine:
         if tracked is None or tracked.body["metadata"].get("uid") != body["metadata"].get("uid"):
             if tracked is not None:
                 self._stop(key)
-            tracked = self.tracked[key] = _Tracked(body=body)
+            tracked = self.tracked[key] = Tracked(body=body)
             tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
-        elif _older(body, tracked.body):
+        elif older(body, tracked.body):
             return  # a watch event that lags behind what a re-read already gave us
-        elif tracked.refused and _intent(tracked.body) == _intent(body):
+        elif tracked.refused and intent(tracked.body) == intent(body):
             tracked.body = body  # only status (our own write) changed: a refusal is not retried for that
             return
         tracked.body = body
@@ -139,7 +97,23 @@ class Engine:
         self.store.observe(kind, namespace, event_type, body)
         if kind in world.WORKLOAD_KINDS and event_type != "DELETED":
             self.orphans.saw(kind, namespace, body)
-        self.namespace_changed(namespace)
+        for (ns, _), tracked in self.tracked.items():
+            if ns != namespace or not tracked.busy or tracked.refused:
+                continue
+            if planner.concerns(tracked.status, kind, body, self._targets(namespace, tracked)):
+                tracked.wake.set()
+
+    def _targets(self, namespace: str, tracked: Tracked) -> dict[str, Any]:
+        """The rotation's target workloads as the store holds them (for their selectors)."""
+        rotation = record.read(tracked.status).rotation
+        if rotation is None or not self.store.holds(namespace):
+            return {}
+        found = {}
+        for target in rotation.targets:
+            workload = self.store.get(namespace, target.kind, target.name)
+            if workload is not None:
+                found[f"{target.kind}/{target.name}"] = workload
+        return found
 
     def namespace_changed(self, namespace: str) -> None:
         """A pod or workload changed: wake the rotations in that namespace that are waiting on one."""
@@ -152,7 +126,7 @@ class Engine:
         if tracked is not None and tracked.task is not None and tracked.task is not asyncio.current_task():
             tracked.task.cancel()
 
-    def _gone(self, key: Key, tracked: _Tracked) -> None:
+    def _gone(self, key: Key, tracked: Tracked) -> None:
         """The resource went while we were not told (a deletion missed by the watch): as if told now."""
         log.info("%s/%s: the resource is gone; stopping its task", *key)
         if self.tracked.get(key, tracked) is not tracked:
@@ -190,6 +164,7 @@ class Engine:
         if any(ns == namespace and tracked.busy for (ns, _), tracked in self.tracked.items()):
             return
         self.store.close(namespace)
+        self.cluster.forget(namespace)
         if not any(ns == namespace for ns, _ in self.tracked):
             self.claim_locks.pop(namespace, None)
 
@@ -269,7 +244,7 @@ class Engine:
                 timeout = max(0.0, (step.wake_at - datetime.now(UTC)).total_seconds())
             await self._sleep(tracked, timeout)
 
-    async def _sleep(self, tracked: _Tracked, timeout: float | None) -> None:
+    async def _sleep(self, tracked: Tracked, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tracked.wake.wait(), timeout)
         await asyncio.sleep(COALESCE_SECONDS)
@@ -285,7 +260,7 @@ class Engine:
                 claims[(target.kind, target.name)] = name
         return claims
 
-    async def _report_refusal(self, key: Key, tracked: _Tracked, refused: api.Refused) -> bool:
+    async def _report_refusal(self, key: Key, tracked: Tracked, refused: api.Refused) -> bool:
         """Write what the planner makes of a refusal; True when the rotation moves on (a rollback) at once.
 
         Stalled, with the refusal's reason and the API server's message; or, while switching,
@@ -300,7 +275,7 @@ class Engine:
             return False
         return report.requeue
 
-    def _resource(self, key: Key, tracked: _Tracked) -> world.Resource:
+    def _resource(self, key: Key, tracked: Tracked) -> world.Resource:
         namespace, name = key
         body = tracked.body
         return world.Resource(
@@ -313,7 +288,7 @@ class Engine:
             uid=str(body["metadata"].get("uid") or ""),
         )
 
-    async def _step(self, key: Key, tracked: _Tracked) -> plan.Plan:
+    async def _step(self, key: Key, tracked: Tracked) -> plan.Plan:
         namespace, name = key
         resource, version = self._resource(key, tracked), tracked.resource_version
         now = datetime.now(UTC)
@@ -337,13 +312,16 @@ class Engine:
     async def _plan(self, resource: world.Resource, now: datetime, claims: dict[tuple[str, str], str]) -> plan.Plan:
         """Plan from the store's view, fetching what the planner asks for until it asks for nothing more."""
         namespace = resource.namespace
-        fresh = await self._hold(namespace)
+        await self._hold(namespace)
         needs = planner.likely_needs(resource)
         observed: world.Observed | None = None
+        fresh = False
         while True:
             if Fact.FRESH in needs.facts and not fresh:
-                await self._relist(namespace, planner.fresh_kinds(resource))
-                fresh = True  # what was read by name this step stands; the objects are read again
+                stale = self.store.stale_kinds(namespace, planner.fresh_kinds(resource))
+                if stale:
+                    await self._relist(namespace, stale)
+                fresh = True  # what was read by name this step stands; the objects are re-listed if stale
             view = self.store.view(namespace)
             observed = await asyncio.to_thread(
                 self.cluster.observe, resource, now, claims, view, needs, fresh=fresh, earlier=observed
@@ -356,7 +334,7 @@ class Engine:
             needs = needs | step.needs
 
     async def _apply(
-        self, key: Key, tracked: _Tracked, resource: world.Resource, step: plan.Plan, version: str
+        self, key: Key, tracked: Tracked, resource: world.Resource, step: plan.Plan, version: str
     ) -> plan.Plan:
         """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key

@@ -15,8 +15,10 @@ Three rules keep it honest:
   store at once (``remember``), so a step that acted never plans from a view
   older than its own write.
 * **A fresh LIST is a resync.** ``replace`` swaps in a LIST's objects for a kind
-  and drops what the LIST no longer has: the decisive steps (promotion,
-  deletion) re-check the world this way, not the cache's memory of it.
+  and drops what the LIST no longer has. The decisive steps (promotion,
+  deletion) decide only from kinds listed within ``FRESH_FOR`` and brought up to
+  date by the watches since: a watch that silently stopped can never make them
+  decide from a view older than that.
 
 Everything runs on the event loop; only the LIST itself happens in a thread.
 Secrets are never here: the operator may not list or watch them.
@@ -24,7 +26,8 @@ Secrets are never here: the operator may not list or watch them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +47,7 @@ WATCHED: Mapping[str, str] = {
     "ServiceAccount": "service_accounts",
 }
 MAX_TOMBSTONES = 4096  # per namespace
+FRESH_FOR = 30.0  # seconds a kind's LIST counts as fresh (the watches bring it up to date meanwhile)
 # Bulky fields no rule reads: dropped before an object is held.
 _DROPPED_METADATA = ("managedFields",)
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -80,6 +84,7 @@ class _Namespace:
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {kind: {} for kind in WATCHED})
     tombstones: dict[tuple[str, str], int | None] = field(default_factory=dict)
     filled: bool = False
+    listed_at: dict[str, float] = field(default_factory=dict)  # kind -> when its last LIST was answered
 
     def put(self, kind: str, obj: Obj) -> None:
         name = obj["metadata"]["name"]
@@ -108,8 +113,9 @@ class _Namespace:
 class Store:
     """Objects of the namespaces in use, by namespace, kind and name."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._namespaces: dict[str, _Namespace] = {}
+        self._clock = clock
 
     # -- what the engine decides -----------------------------------------------------------
 
@@ -154,9 +160,11 @@ class Store:
         held = self._namespaces.get(namespace)
         if held is None:
             return  # closed meanwhile
+        now = self._clock()
         for kind, items in listed.items():
             for obj in items:
                 held.put(kind, obj)
+            held.listed_at[kind] = now
         held.filled = True
 
     def replace(self, namespace: str, kind: str, items: Iterable[Obj], list_version: str | None) -> None:
@@ -169,6 +177,7 @@ class Store:
         if held is None:
             return
         listed = list(items)
+        held.listed_at[kind] = self._clock()
         for obj in listed:
             held.put(kind, obj)
         names = {obj["metadata"]["name"] for obj in listed}
@@ -178,7 +187,18 @@ class Store:
             if name not in names and (cut is None or version is None or version <= cut):
                 held.delete(kind, {"metadata": {"name": name, "resourceVersion": list_version}})
 
+    def stale_kinds(self, namespace: str, kinds: Iterable[str]) -> frozenset[str]:
+        """The kinds not listed within ``FRESH_FOR``: what a decisive step must list again."""
+        held = self._namespaces.get(namespace)
+        now = self._clock()
+        listed = held.listed_at if held is not None else {}
+        return frozenset(k for k in kinds if now - listed.get(k, float("-inf")) > FRESH_FOR)
+
     # -- what a step reads -----------------------------------------------------------------
+
+    def get(self, namespace: str, kind: str, name: str) -> Obj | None:
+        held = self._namespaces.get(namespace)
+        return held.objects[kind].get(name) if held is not None and kind in held.objects else None
 
     def view(self, namespace: str) -> NamespaceObjects:
         """The namespace as the store holds it now: a snapshot a step can plan from."""

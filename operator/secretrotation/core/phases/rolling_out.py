@@ -57,7 +57,8 @@ def rolling_out(step: Step) -> Plan:
                 return failing.fail(step, Reason.VERIFICATION_FAILED, f"{target.label} disappeared during the rollout")
             message = f"{target.label} was changed by someone else during the rollout"
             return failing.fail(step, Reason.TARGET_CHANGED_EXTERNALLY, message)
-    step.record.rotation = rotation = rotation.with_targets(targets)
+    # The switch is the first report: the targets' own progress follows after PROGRESS_EVERY, or at the end.
+    step.record.rotation = rotation = replace(rotation.with_targets(targets), reported_at=step.now)
     step.record.phase = Phase.VERIFYING
     labels = describe([Referrer(t.kind, t.name) for t in targets])
     beside = rotation.previous or "nothing"
