@@ -1473,3 +1473,15 @@ def test_while_verifying_only_its_targets_and_their_pods_wake_a_rotation() -> No
     assert not planner.concerns(rotation.status, "Job", {"metadata": {"name": "web"}}, targets)
     idle = Rotation(shop())
     assert planner.concerns(idle.status, "Pod", other_pod, {}), "outside switching, any change may matter"
+
+
+def test_a_rotation_posts_one_event_per_phase_naming_what_it_concerns() -> None:
+    rotation = rotated_once(secret_spec(retain=0))
+    rotation.request(T0)
+    rotation.plans.clear()
+    run_rotation(rotation)
+
+    events = [(e.reason, e.message) for p in rotation.plans for e in p.events]
+    assert [reason for reason, _ in events] == ["RotationStarted", "RollingOut", "Promoted"], events
+    assert "switched Deployment/web to it" in events[1][1]
+    assert "Deployment/web verified on it; deleted Secret db-v1" in events[2][1], events[2]

@@ -11,7 +11,6 @@ Synchronous (the official client); the handlers run it in a worker thread.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -25,7 +24,9 @@ from secretrotation.core import accounts, names, objects, plan, planner, world
 from secretrotation.core import spec as model
 from secretrotation.core.world import Fact, Needs
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
+from secretrotation.shell.cronjobs import CRON_FRESH_FOR, CronJobs
 from secretrotation.shell.kubejson import raw, untyped
+from secretrotation.shell.store import FRESH_FOR
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -60,7 +61,7 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api)
         # Carry ClusterRoleBindings to new ServiceAccount versions too (opt-in, off by default).
         self.cluster_role_bindings = cluster_role_bindings
-        self._cron_job_versions: tuple[str, ...] = ("v1", "v1beta1")
+        self.cron_jobs = CronJobs(api)
         self._created: dict[tuple[str, str], world.SecretState] = {}  # versions this process created
 
     # -- observing ------------------------------------------------------------------------
@@ -110,7 +111,8 @@ class Cluster:
             service_accounts[name] = self.account_state(namespace, name)
         cron_jobs = got.objects.cron_jobs
         if Fact.CRON_JOBS in needs.facts and cron_jobs is None:
-            cron_jobs = self._cron_jobs(namespace)
+            # Before a deletion (a fresh view), a LIST a few seconds old; for the untracked report, the window.
+            cron_jobs = self.cron_jobs.listed(namespace, CRON_FRESH_FOR if fresh else FRESH_FOR)
         mount_failures = got.mount_failures
         if Fact.MOUNT_FAILURES in needs.facts and mount_failures is None:
             mount_failures = self._mount_failures(namespace)
@@ -171,26 +173,6 @@ class Cluster:
         answer = raw(self.authorization.create_self_subject_access_review, review)
         return bool(answer.get("status", {}).get("allowed"))
 
-    def _cron_jobs(self, namespace: str) -> tuple[dict[str, Any], ...]:
-        # batch/v1 from Kubernetes 1.21 on, batch/v1beta1 before; the one that answers is remembered.
-        for version in self._cron_job_versions:
-            listing = self._get_path(f"/apis/batch/{version}/namespaces/{namespace}/cronjobs")
-            if listing is not None:
-                self._cron_job_versions = (version,)
-                return tuple(listing["items"])
-        return ()
-
-    def _get_path(self, path: str) -> Any:
-        """GET a path the generated client has no method for; None on 404."""
-        method, url, headers, _, _ = self.api.param_serialize("GET", path, auth_settings=["BearerToken"])
-        response = self.api.call_api(method, url, header_params=headers)
-        response.read()
-        if response.status == 404:
-            return None
-        if response.status >= 300 or response.data is None:
-            raise ApiException(status=response.status, reason=response.reason)
-        return json.loads(response.data)
-
     def secret_state(self, namespace: str, name: str) -> world.SecretState | None:
         """What the operator keeps of a Secret: names and metadata, never values.
 
@@ -206,6 +188,7 @@ class Cluster:
     def forget(self, namespace: str) -> None:
         """No rotation in the namespace is busy: the versions created there are read by name again."""
         self._created = {key: state for key, state in self._created.items() if key[0] != namespace}
+        self.cron_jobs.forget(namespace)
 
     def _mount_failures(self, namespace: str) -> dict[str, datetime]:
         """Pod name -> when a FailedMount was first reported for it."""

@@ -31,6 +31,7 @@ class Tracked:
     refused_until: float = 0.0  # time.monotonic() before which only a change to the resource itself wakes it
     written_version: str = ""  # the resourceVersion our last status write returned
     acted: bool = False  # the current step performed an action: progress, even if it then failed
+    _busy: tuple[Mapping[str, Any], bool] | None = None  # the status last judged, and the verdict
 
     @property
     def resource_version(self) -> str:
@@ -50,4 +51,9 @@ class Tracked:
 
     @property
     def busy(self) -> bool:
-        return record.read(self.status).busy
+        """In flight, or waiting to collect. Asked at every watch event in the namespace, so it is
+        judged once per status (statuses are replaced, never edited in place), not once per event."""
+        status = self.status
+        if self._busy is None or self._busy[0] is not status:
+            self._busy = (status, record.read(status).busy)
+        return self._busy[1]

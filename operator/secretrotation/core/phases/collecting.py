@@ -15,6 +15,7 @@ from secretrotation.core.plan import Plan
 from secretrotation.core.record import Adopted, Blocked, Phase
 from secretrotation.core.rules import collect as rules
 from secretrotation.core.rules.health import earliest
+from secretrotation.core.world import Referrer, describe
 
 # Watches on pods, workloads, Jobs and ServiceAccounts retry a blocked deletion; CronJobs
 # are not watched (their API version differs across clusters), so look again now and then.
@@ -41,6 +42,7 @@ def collect(step: Step, *, finish: bool) -> Plan:
     candidates = [*old, *(e.name for e in rec.pending_deletion if e.name not in old and e.name != current)]
     kept: list[str] = []
     blocked: list[Blocked] = []
+    deleted: list[str] = []
     for name in candidates:
         removal = step.credential.removal(
             step.context, name, current, within_retain=name in window, switched_at=rec.last_rotation_time
@@ -49,9 +51,9 @@ def collect(step: Step, *, finish: bool) -> Plan:
             continue  # already gone
         finding = rules.judge(removal.candidate)
         if finding is None:
-            step.observed.require_fresh()  # a deletion is judged on objects listed now, not remembered
+            step.observed.require_fresh()  # a deletion is judged on objects listed lately, not only watched
             step.actions.extend(removal.actions)
-            step.event("GarbageCollected", f"deleted {spec.credential_kind} {name}")
+            deleted.append(name)
         elif finding.reason == "Retained":
             kept.append(name)
         elif finding.reason in rules.KEEP_REASONS:
@@ -65,9 +67,17 @@ def collect(step: Step, *, finish: bool) -> Plan:
     rec.retained = kept
     rec.pending_deletion = blocked
     _check_adopted(step)
+    gone = f"; deleted {spec.credential_kind} {', '.join(deleted)}" if deleted else ""
     if finish:
+        # One Event for the end of a rotation: what is in use, what was verified, what went.
+        rotation = step.rotation
+        verified = describe([Referrer(t.kind, t.name) for t in rotation.targets])
+        on = f"{verified} verified on it" if verified else "no workload consumes it"
+        step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision}): {on}{gone}")
         rec.phase = Phase.IDLE
         rec.rotation = None
+    elif deleted:
+        step.event("GarbageCollected", gone.removeprefix("; "))
     step.settled()
     recheck = step.now + BLOCKED_RECHECK if blocked else None
     return step.done(wake_at=earliest(rec.next_rotation_time, recheck))

@@ -16,7 +16,7 @@ from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
 from secretrotation.core.record import Adopted, Phase, TargetReport
 from secretrotation.core.rules import health, trigger
-from secretrotation.core.world import Obj, Referrer, describe
+from secretrotation.core.world import Obj
 
 MAX_STATUS_TARGETS = 64
 # Progress alone (a pod turned Ready, a replica count moved) is written at most this often: what a
@@ -81,10 +81,6 @@ def promote(step: Step) -> Plan:
         rec.targets = []  # no report of an earlier rotation's targets may stay next to this version
     if rotation.previous == spec.base_name:
         rec.adopted = Adopted(spec.base_name, referenced=True)
-    rec.phase = Phase.COLLECTING_GARBAGE
-    # One Event for the phase, naming the workloads it concerns, rather than one per workload.
-    verified = describe([Referrer(t.kind, t.name) for t in rotation.targets])
-    on = f"{verified} verified on it" if verified else "no workload consumes it"
-    step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision}): {on}")
+    rec.phase = Phase.COLLECTING_GARBAGE  # the Promoted Event comes with what collecting did, one step on
     step.in_flight(Reason.COLLECTING_GARBAGE, "collecting old versions")
     return step.done(requeue=True)
