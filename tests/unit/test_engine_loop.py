@@ -169,3 +169,12 @@ def test_a_namespace_is_listed_once_for_its_rotations_and_let_go_when_they_settl
         await eng.stop_all()
 
     run(scenario())
+
+
+def test_switches_of_different_workloads_go_out_together_and_everything_else_in_order() -> None:
+    create = plan.CreateVersion("db-v2", 2, None)  # type: ignore[arg-type]
+    a, b = plan.PatchWorkload("Deployment", "a", ()), plan.PatchWorkload("Deployment", "b", ())
+    delete = plan.DeleteSecret("db-v1", "7")
+
+    assert engine._batches([create, a, b, delete]) == [[create], [a, b], [delete]]
+    assert engine._batches([a, delete, b]) == [[a], [delete], [b]]

@@ -357,6 +357,16 @@ def test_a_lost_write_can_be_answered_with_504(proxy: FaultProxy, upstream: Fake
     assert proxy.injected()["lost_write"] == 3
 
 
+def test_the_next_writes_can_be_lost_for_certain(proxy: FaultProxy, upstream: FakeApiServer) -> None:
+    proxy.set_faults(lost_write_mode="504")
+    proxy.lose_next_writes(2)
+
+    answers = [call(proxy, method, PODS, b"{}")[0] for method in ("GET", "POST", "POST", "POST")]
+
+    assert answers == [200, 504, 504, 201], "a read is not a write; the third write is answered again"
+    assert len(upstream.writes()) == 3
+
+
 def test_reads_are_never_lost(proxy: FaultProxy, upstream: FakeApiServer) -> None:
     proxy.set_faults(lost_write_rate=1.0)
     assert [call(proxy, "GET", PODS)[0] for _ in range(5)] == [200] * 5

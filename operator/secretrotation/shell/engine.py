@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,17 @@ MAX_ERROR_BACKOFF_SECONDS = 60.0
 MAX_CONFLICT_BACKOFF_SECONDS = 30.0
 REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when the spec changes
 STEP_WATCHDOG = 600.0  # seconds: a step still running then is reported stuck (every request has its own timeout)
+
+
+def _batches(actions: Sequence[plan.Action]) -> list[list[plan.Action]]:
+    """The actions in order, with each run of workload patches (each a different workload) as one batch."""
+    batches: list[list[plan.Action]] = []
+    for action in actions:
+        if batches and isinstance(action, plan.PatchWorkload) and isinstance(batches[-1][-1], plan.PatchWorkload):
+            batches[-1].append(action)
+        else:
+            batches.append([action])
+    return batches
 
 
 class Engine:
@@ -70,6 +81,8 @@ class Engine:
         elif tracked.refused and intent(tracked.body) == intent(body):
             tracked.body = body  # only status (our own write) changed: a refusal is not retried for that
             return
+        if intent(tracked.body) != intent(body):
+            tracked.urgent = True  # a request or an edit: answered at once, not after the coalescing pause
         tracked.body = body
         tracked.wake.set()
 
@@ -247,6 +260,9 @@ class Engine:
     async def _sleep(self, tracked: Tracked, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tracked.wake.wait(), timeout)
+        if tracked.urgent:  # the resource itself changed (a request, an edit): no burst to wait for
+            tracked.urgent = False
+            return
         await asyncio.sleep(COALESCE_SECONDS)
 
     def _claims(self, namespace: str, exclude: str) -> dict[tuple[str, str], str]:
@@ -338,11 +354,13 @@ class Engine:
     ) -> plan.Plan:
         """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key
-        for action in step.actions:
-            written = await asyncio.to_thread(self.cluster.perform, namespace, name, action)
+        for batch in _batches(step.actions):
+            # Switches of different workloads go out together; everything else in order, one by one.
+            done = await asyncio.gather(*(asyncio.to_thread(self.cluster.perform, namespace, name, a) for a in batch))
             tracked.acted = True
-            if written is not None:
-                self.store.remember(written[0], namespace, written[1])  # never plan from a view older than this
+            for written in done:
+                if written is not None:
+                    self.store.remember(written[0], namespace, written[1])  # never plan from a view older than this
         if step.status != resource.status:
             uid = str(tracked.body["metadata"].get("uid") or "")
             tracked.written_version = await asyncio.to_thread(

@@ -31,6 +31,7 @@ class Tracked:
     refused_until: float = 0.0  # time.monotonic() before which only a change to the resource itself wakes it
     written_version: str = ""  # the resourceVersion our last status write returned
     acted: bool = False  # the current step performed an action: progress, even if it then failed
+    urgent: bool = False  # woken by a change to the resource itself: step at once, no coalescing
     _busy: tuple[Mapping[str, Any], bool] | None = None  # the status last judged, and the verdict
 
     @property
