@@ -1466,13 +1466,13 @@ def test_while_verifying_only_its_targets_and_their_pods_wake_a_rotation() -> No
     own_pod = {"metadata": {"name": "web-x", "labels": {"app": "web"}}}
     other_pod = {"metadata": {"name": "cache-x", "labels": {"app": "cache"}}}
 
-    assert planner.concerns(rotation.status, "Deployment", web, targets)
-    assert planner.concerns(rotation.status, "Pod", own_pod, targets)
-    assert not planner.concerns(rotation.status, "Pod", other_pod, targets)
-    assert not planner.concerns(rotation.status, "Deployment", {"metadata": {"name": "cache"}}, targets)
-    assert not planner.concerns(rotation.status, "Job", {"metadata": {"name": "web"}}, targets)
+    assert planner.concerns(record.read(rotation.status), "Deployment", web, targets)
+    assert planner.concerns(record.read(rotation.status), "Pod", own_pod, targets)
+    assert not planner.concerns(record.read(rotation.status), "Pod", other_pod, targets)
+    assert not planner.concerns(record.read(rotation.status), "Deployment", {"metadata": {"name": "cache"}}, targets)
+    assert not planner.concerns(record.read(rotation.status), "Job", {"metadata": {"name": "web"}}, targets)
     idle = Rotation(shop())
-    assert planner.concerns(idle.status, "Pod", other_pod, {}), "outside switching, any change may matter"
+    assert planner.concerns(record.read(idle.status), "Pod", other_pod, {}), "outside switching, any change may matter"
 
 
 def test_a_rotation_posts_one_event_per_phase_naming_what_it_concerns() -> None:

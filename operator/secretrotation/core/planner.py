@@ -152,7 +152,7 @@ def is_account_rotation(resource: Resource) -> bool:
     return isinstance(resource.spec.get("serviceAccount"), Mapping)
 
 
-def concerns(status: Mapping[str, Any], kind: str, obj: Mapping[str, Any], targets: Mapping[str, Any]) -> bool:
+def concerns(rec: record.Record, kind: str, obj: Mapping[str, Any], targets: Mapping[str, Any]) -> bool:
     """Whether a change to ``obj`` can change what this rotation's next step decides.
 
     While it switches, verifies or rolls back, only its targets and the Pods and ReplicaSets
@@ -160,7 +160,6 @@ def concerns(status: Mapping[str, Any], kind: str, obj: Mapping[str, Any], targe
     them); in every other busy phase any change might (a consumer appearing or going). This
     is what keeps twenty rotations in one namespace from each waking at every pod event.
     """
-    rec = record.read(status)
     if rec.rotation is None or rec.phase not in (Phase.ROLLING_OUT, Phase.VERIFYING, Phase.ROLLING_BACK):
         return True
     name = (obj.get("metadata") or {}).get("name")

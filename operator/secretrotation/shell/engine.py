@@ -113,12 +113,12 @@ class Engine:
         for (ns, _), tracked in self.tracked.items():
             if ns != namespace or not tracked.busy or tracked.refused:
                 continue
-            if planner.concerns(tracked.status, kind, body, self._targets(namespace, tracked)):
+            if planner.concerns(tracked.record, kind, body, self._targets(namespace, tracked)):
                 tracked.wake.set()
 
     def _targets(self, namespace: str, tracked: Tracked) -> dict[str, Any]:
         """The rotation's target workloads as the store holds them (for their selectors)."""
-        rotation = record.read(tracked.status).rotation
+        rotation = tracked.record.rotation
         if rotation is None or not self.store.holds(namespace):
             return {}
         found = {}
@@ -271,7 +271,7 @@ class Engine:
         for (ns, name), tracked in self.tracked.items():
             if ns != namespace or name == exclude:
                 continue
-            rotation = record.read(tracked.status).rotation
+            rotation = tracked.record.rotation
             for target in rotation.targets if rotation is not None else ():
                 claims[(target.kind, target.name)] = name
         return claims

@@ -32,7 +32,7 @@ class Tracked:
     written_version: str = ""  # the resourceVersion our last status write returned
     acted: bool = False  # the current step performed an action: progress, even if it then failed
     urgent: bool = False  # woken by a change to the resource itself: step at once, no coalescing
-    _busy: tuple[Mapping[str, Any], bool] | None = None  # the status last judged, and the verdict
+    _read: tuple[Mapping[str, Any], record.Record] | None = None  # the status last read, and what it says
 
     @property
     def resource_version(self) -> str:
@@ -51,10 +51,15 @@ class Tracked:
         return self.written if self.written is not None else (self.body.get("status") or {})
 
     @property
-    def busy(self) -> bool:
-        """In flight, or waiting to collect. Asked at every watch event in the namespace, so it is
-        judged once per status (statuses are replaced, never edited in place), not once per event."""
+    def record(self) -> record.Record:
+        """The status, read. Asked at every watch event in the namespace, so it is read once per
+        status (statuses are replaced, never edited in place), not once per event. Do not edit it."""
         status = self.status
-        if self._busy is None or self._busy[0] is not status:
-            self._busy = (status, record.read(status).busy)
-        return self._busy[1]
+        if self._read is None or self._read[0] is not status:
+            self._read = (status, record.read(status))
+        return self._read[1]
+
+    @property
+    def busy(self) -> bool:
+        """In flight, or waiting to collect."""
+        return self.record.busy
