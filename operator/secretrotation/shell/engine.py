@@ -36,7 +36,7 @@ from secretrotation.shell.tracked import Tracked, intent, older
 log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
-COALESCE_SECONDS = 0.3  # a burst of watch events (a rollout) becomes one step, at most ~3 per second
+COALESCE_SECONDS = 0.15  # a burst of watch events (a rollout) becomes one step, at most ~6 per second
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 MAX_CONFLICT_BACKOFF_SECONDS = 30.0
 REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when the spec changes
