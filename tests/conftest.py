@@ -1,1 +1,1 @@
-pytest_plugins = ["kubetest.fixtures"]
+pytest_plugins = ["kubetest.fixtures", "kubetest.proxy"]

@@ -12,6 +12,7 @@ from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import at_revision, create, db_rotation, template_secrets, wait_rotation
 from secretrotation.core import markers
 from secretrotation_dev.devcluster import podsim
+from secretrotation_dev.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 ENV_NAME = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name"
@@ -197,3 +198,30 @@ def test_a_switch_that_rolled_out_is_left_alone_when_its_rotation_was_deleted_un
         what="the stale switch mark dropped",
     )
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}, "a working switch was undone"
+
+
+def test_a_switch_an_admission_policy_denies_rolls_back_the_others_and_stalls_without_a_loop(
+    kube: Kube, namespace: str, proxied_operator: tuple[OperatorProcess, FaultProxy]
+) -> None:
+    """An admission webhook refuses the patch of one target: nothing may stay half-switched, nor be retried hot."""
+    _, proxy = proxied_operator
+    kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
+    for name in ("api", "web"):
+        env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
+        kube.apps.create_namespaced_deployment(namespace, deployment(name, {"containers": [container(env=env)]}))
+    denial = 'admission webhook "freeze.example.com" denied the request: web is frozen'
+    proxy.refuse("PATCH", r"/deployments/web$", 403, denial)
+
+    create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1s"}))
+    stalled = wait_rotation(
+        kube, namespace, "db",
+        lambda o: (condition(o, "Stalled") or {}).get("reason") == "AdmissionDenied" and o["status"]["phase"] == "Idle",
+        "Stalled AdmissionDenied, rolled back",
+    )  # fmt: skip
+
+    assert "web is frozen" in condition(stalled, "Stalled")["message"]  # type: ignore[index]
+    assert "currentSecret" not in stalled["status"], "nothing was promoted"
+    for name in ("api", "web"):
+        assert template_secrets(kube, namespace, "Deployment", name) == {"db"}, f"{name} left half-switched"
+    refused = sum(n for k, n in proxy.counts().items() if k.fault == "refused")
+    assert refused <= 2, f"the denied patch was retried {refused} times: a refusal is not retried hot"

@@ -176,5 +176,5 @@ def test_switches_of_different_workloads_go_out_together_and_everything_else_in_
     a, b = plan.PatchWorkload("Deployment", "a", ()), plan.PatchWorkload("Deployment", "b", ())
     delete = plan.DeleteSecret("db-v1", "7")
 
-    assert engine._batches([create, a, b, delete]) == [[create], [a, b], [delete]]
-    assert engine._batches([a, delete, b]) == [[a], [delete], [b]]
+    assert plan.batches([create, a, b, delete]) == [[create], [a, b], [delete]]
+    assert plan.batches([a, delete, b]) == [[a], [delete], [b]]

@@ -512,3 +512,18 @@ def test_a_stopped_proxy_starts_again_on_its_port(upstream: FakeApiServer) -> No
         assert call(proxy, "GET", PODS)[0] == 200
     finally:
         proxy.stop()
+
+
+def test_a_refusal_rule_answers_matching_requests_itself_and_lets_the_rest_through(
+    proxy: FaultProxy, upstream: FakeApiServer
+) -> None:
+    proxy.refuse("PATCH", r"/deployments/api$", 403, 'admission webhook "deny.example.com" denied the request')
+    refused = call(proxy, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/api", b"[]")
+    passed = call(proxy, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/web", b"[]")
+    proxy.stop_refusing()
+    after = call(proxy, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/api", b"[]")
+
+    assert refused[0] == 403 and b"denied the request" in refused[2], refused
+    assert (passed[0], after[0]) == (200, 200)
+    assert proxy.injected()["refused"] == 1
+    assert len(upstream.received) == 2, "a refused request never reaches the API server"

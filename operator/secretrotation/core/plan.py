@@ -7,7 +7,7 @@ fresh observation, and plans the same action, or finds it done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -128,3 +128,18 @@ class Plan:
     requeue: bool = False  # step again as soon as this one is done
     wake_at: datetime | None = None  # step again then, even without a watch event
     needs: Needs = field(default_factory=Needs)  # plan again once these are fetched; nothing else here counts
+
+
+def batches(actions: Sequence[Action]) -> list[list[Action]]:
+    """The actions in order, each run of workload patches (each a different workload) as one batch.
+
+    A batch may go out at once: its patches touch different objects and each tests what it
+    replaces. Everything else keeps its order (a version is created before anything uses it).
+    """
+    grouped: list[list[Action]] = []
+    for action in actions:
+        if grouped and isinstance(action, PatchWorkload) and isinstance(grouped[-1][-1], PatchWorkload):
+            grouped[-1].append(action)
+        else:
+            grouped.append([action])
+    return grouped

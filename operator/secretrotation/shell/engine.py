@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,17 +41,6 @@ MAX_ERROR_BACKOFF_SECONDS = 60.0
 MAX_CONFLICT_BACKOFF_SECONDS = 30.0
 REFUSED_RETRY = 300.0  # a permanent refusal is tried again this rarely, or when the spec changes
 STEP_WATCHDOG = 600.0  # seconds: a step still running then is reported stuck (every request has its own timeout)
-
-
-def _batches(actions: Sequence[plan.Action]) -> list[list[plan.Action]]:
-    """The actions in order, with each run of workload patches (each a different workload) as one batch."""
-    batches: list[list[plan.Action]] = []
-    for action in actions:
-        if batches and isinstance(action, plan.PatchWorkload) and isinstance(batches[-1][-1], plan.PatchWorkload):
-            batches[-1].append(action)
-        else:
-            batches.append([action])
-    return batches
 
 
 class Engine:
@@ -75,7 +64,7 @@ class Engine:
             if tracked is not None:
                 self._stop(key)
             tracked = self.tracked[key] = Tracked(body=body)
-            tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
+            self._start(key, tracked)
         elif older(body, tracked.body):
             return  # a watch event that lags behind what a re-read already gave us
         elif tracked.refused and intent(tracked.body) == intent(body):
@@ -85,6 +74,18 @@ class Engine:
             tracked.urgent = True  # a request or an edit: answered at once, not after the coalescing pause
         tracked.body = body
         tracked.wake.set()
+
+    def _start(self, key: Key, tracked: Tracked) -> None:
+        tracked.task = asyncio.create_task(self._run(key), name=f"secretrotation:{key[0]}/{key[1]}")
+        tracked.task.add_done_callback(lambda task: self._ended(key, tracked, task))
+
+    def _ended(self, key: Key, tracked: Tracked, task: asyncio.Task[None]) -> None:
+        """A task only ends when its resource goes; one that died of a bug is said and started again."""
+        if task.cancelled() or task.exception() is None or self.tracked.get(key) is not tracked:
+            return
+        problem = describe_error(task.exception())  # type: ignore[arg-type]
+        log.error("%s/%s: the rotation's task died (%s); starting it again", *key, problem)
+        self._start(key, tracked)
 
     def resource_deleted(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -210,7 +211,12 @@ class Engine:
                 # Someone wrote the resource since we read it: read it again, then re-plan from that.
                 conflicts += 1
                 log.info("%s/%s: %s; reading it again", *key, conflict)
-                current = await asyncio.to_thread(self.cluster.read_rotation, *key)
+                try:
+                    current = await asyncio.to_thread(self.cluster.read_rotation, *key)
+                except Exception as error:
+                    log.warning("%s/%s: could not read it again (%s); retrying", *key, describe_error(error))
+                    await self._sleep(tracked, min(2.0**conflicts, MAX_ERROR_BACKOFF_SECONDS))
+                    continue
                 if current is None or current["metadata"].get("uid") != tracked.body["metadata"].get("uid"):
                     self._gone(key, tracked)
                     return
@@ -354,13 +360,19 @@ class Engine:
     ) -> plan.Plan:
         """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key
-        for batch in _batches(step.actions):
+        for batch in plan.batches(step.actions):
             # Switches of different workloads go out together; everything else in order, one by one.
-            done = await asyncio.gather(*(asyncio.to_thread(self.cluster.perform, namespace, name, a) for a in batch))
-            tracked.acted = True
+            done = await asyncio.gather(
+                *(asyncio.to_thread(self.cluster.perform, namespace, name, a) for a in batch), return_exceptions=True
+            )
+            failed = [error for error in done if isinstance(error, BaseException)]
             for written in done:
-                if written is not None:
+                if written is not None and not isinstance(written, BaseException):
+                    tracked.acted = True
                     self.store.remember(written[0], namespace, written[1])  # never plan from a view older than this
+            if failed:
+                raise failed[0]
+            tracked.acted = True
         if step.status != resource.status:
             uid = str(tracked.body["metadata"].get("uid") or "")
             tracked.written_version = await asyncio.to_thread(
