@@ -234,12 +234,23 @@ class Engine:
                 continue
             except api.Refused as refused:
                 metrics.STEP_ERRORS.labels(*key).inc()
-                if await self._report_refusal(key, tracked, refused):
+                resource = self._resource(key, tracked)
+                report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))
+                if report.requeue:  # refused while switching: the rotation fails and rolls back
                     log.warning("%s/%s: refused (%s) while switching: %s; rolling back", *key, refused.reason, refused)
+                else:
+                    log.warning(
+                        "%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY
+                    )
+                try:
+                    await self._apply(key, tracked, resource, report, tracked.resource_version)
+                except Exception as error:
+                    log.warning("%s/%s: could not report the refusal (%s)", *key, describe_error(error))
+                    await self._sleep(tracked, MAX_CONFLICT_BACKOFF_SECONDS)
                     continue
-                log.warning("%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY)
-                tracked.refused_until = time.monotonic() + REFUSED_RETRY
-                await self._sleep(tracked, REFUSED_RETRY)
+                if not report.requeue:
+                    tracked.refused_until = time.monotonic() + REFUSED_RETRY
+                    await self._sleep(tracked, REFUSED_RETRY)
                 continue
             except asyncio.CancelledError:
                 raise
@@ -281,21 +292,6 @@ class Engine:
             for target in rotation.targets if rotation is not None else ():
                 claims[(target.kind, target.name)] = name
         return claims
-
-    async def _report_refusal(self, key: Key, tracked: Tracked, refused: api.Refused) -> bool:
-        """Write what the planner makes of a refusal; True when the rotation moves on (a rollback) at once.
-
-        Stalled, with the refusal's reason and the API server's message; or, while switching,
-        a failed rotation that rolls back.
-        """
-        resource = self._resource(key, tracked)
-        report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))
-        try:
-            await self._apply(key, tracked, resource, report, tracked.resource_version)
-        except Exception as error:
-            log.warning("%s/%s: could not report the refusal (%s)", *key, describe_error(error))
-            return False
-        return report.requeue
 
     def _resource(self, key: Key, tracked: Tracked) -> world.Resource:
         namespace, name = key
