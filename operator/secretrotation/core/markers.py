@@ -79,9 +79,14 @@ def decode(text: Any) -> Switch | None:
         return None
 
 
-def switch_of(workload: Mapping[str, Any]) -> Switch | None:
+def mark_of(workload: Mapping[str, Any]) -> str | None:
+    """The mark exactly as the workload holds it (what an unmark tests before it removes it)."""
     text = mapping(mapping(workload.get("metadata")).get("annotations")).get(SWITCH_ANNOTATION)
-    return decode(text)
+    return text if isinstance(text, str) and text else None
+
+
+def switch_of(workload: Mapping[str, Any]) -> Switch | None:
+    return decode(mark_of(workload))
 
 
 class Orphan(enum.Enum):

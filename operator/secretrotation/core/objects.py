@@ -86,7 +86,7 @@ def changed_strings(before: Any, after: Any, path: str) -> Iterator[tuple[str, s
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         for key in before:
             if key in after:
-                yield from changed_strings(before[key], after[key], f"{path}/{_escape(key)}")
+                yield from changed_strings(before[key], after[key], f"{path}/{pointer_token(key)}")
     elif isinstance(before, list) and isinstance(after, list):
         for index, (old, new) in enumerate(zip(before, after, strict=False)):
             yield from changed_strings(old, new, f"{path}/{index}")
@@ -94,5 +94,6 @@ def changed_strings(before: Any, after: Any, path: str) -> Iterator[tuple[str, s
         yield path, before, after
 
 
-def _escape(key: str) -> str:
+def pointer_token(key: str) -> str:
+    """A key as one JSON pointer token (RFC 6901: ``~`` and ``/`` escaped)."""
     return key.replace("~", "~0").replace("/", "~1")

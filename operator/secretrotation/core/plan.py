@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from secretrotation.core.markers import SWITCH_ANNOTATION
+from secretrotation.core.objects import pointer_token
 from secretrotation.core.record import Change
 from secretrotation.core.spec import RotationSpec
 from secretrotation.core.world import AccountState, Needs
 
-_MARK_PATH = "/metadata/annotations/" + SWITCH_ANNOTATION.replace("~", "~0").replace("/", "~1")
+_MARK_PATH = "/metadata/annotations/" + pointer_token(SWITCH_ANNOTATION)
 
 
 @dataclass(frozen=True)

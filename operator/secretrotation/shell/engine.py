@@ -150,16 +150,15 @@ class Engine:
 
     # -- the store: a namespace is held while a rotation there is busy ---------------------------
 
-    async def _hold(self, namespace: str) -> bool:
-        """Make sure the store holds ``namespace``; True when it was listed just now (a fresh view)."""
+    async def _hold(self, namespace: str) -> None:
+        """Make sure the store holds ``namespace``, filled by one LIST per kind (shared by concurrent steps)."""
         if not self.store.open(namespace):
-            return False
+            return
         filling = self._filling.get(namespace)
         if filling is None:
             filling = self._filling[namespace] = asyncio.ensure_future(self._fill(namespace))
             filling.add_done_callback(lambda _: self._filling.pop(namespace, None))
         await asyncio.shield(filling)
-        return True
 
     async def _fill(self, namespace: str) -> None:
         listed = await asyncio.to_thread(self.cluster.list_kinds, namespace, world.LISTED_KINDS)

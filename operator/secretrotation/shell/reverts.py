@@ -112,12 +112,12 @@ class Orphans:
         workload = self.cluster.workload(namespace, kind, name)
         if workload is None or markers.switch_of(workload) != switch:
             return  # gone, or marked again since
-        exists = self.cluster.version_exists
-        previous = bool(switch.previous) and markers.needs_previous(switch, workload)
-        verdict = markers.judge_orphan(
-            switch, workload, previous_exists=previous and exists(namespace, switch.credential, switch.previous or "")
+        # The previous version is read only when the verdict depends on it.
+        exists = markers.needs_previous(switch, workload) and self.cluster.version_exists(
+            namespace, switch.credential, switch.previous or ""
         )
-        mark = workload["metadata"]["annotations"][markers.SWITCH_ANNOTATION]
+        verdict = markers.judge_orphan(switch, workload, previous_exists=exists)
+        mark = markers.mark_of(workload)
         if verdict is markers.Orphan.UNMARK:
             self.cluster.perform(namespace, switch.rotation, plan.PatchWorkload(kind, name, (), unmark=mark))
             return

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from secretrotation.core import record
-from secretrotation.core.markers import SWITCH_ANNOTATION
-from secretrotation.core.objects import mapping
+from secretrotation.core.markers import mark_of
 from secretrotation.core.plan import Event, PatchWorkload
 from secretrotation.core.record import Phase, Target
 from secretrotation.core.world import Obj
@@ -45,9 +44,8 @@ def revert(
     for target in targets:
         workload = workloads.get((target.kind, target.name))
         if workload is not None and target.on_new(workload):
-            mark = mapping(mapping(workload.get("metadata")).get("annotations")).get(SWITCH_ANNOTATION)
             reverse = tuple(c.reversed() for c in target.changes)
-            patches.append(PatchWorkload(target.kind, target.name, reverse, unmark=mark if mark else None))
+            patches.append(PatchWorkload(target.kind, target.name, reverse, unmark=mark_of(workload)))
         elif workload is not None and not target.on_old(workload):
             left.append(target.label)
     if not patches and not left:
