@@ -7,9 +7,17 @@ import re
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, deployment_available, raw, secret
+from kubetest import Kube, condition, deployment_available, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
-from kubetest.rotations import at_revision, create, db_rotation, template_secrets, wait_rotation
+from kubetest.rotations import (
+    at_revision,
+    consumer,
+    create,
+    db_rotation,
+    reverted_on_deletion,
+    template_secrets,
+    wait_rotation,
+)
 from secretrotation.core import markers
 from secretrotation_dev.devcluster import podsim
 from secretrotation_dev.faultproxy import FaultProxy
@@ -18,15 +26,10 @@ pytestmark = pytest.mark.integration
 ENV_NAME = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name"
 
 
-def _api_reading(kube: Kube, namespace: str, secret_name: str) -> None:
-    env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}}]
-    kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
-
-
 def _verifying_on_v1(kube: Kube, namespace: str) -> None:
     """Deployment api switched from db to db-v1, and held in Verifying for a minute (stableFor)."""
     kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
-    _api_reading(kube, namespace, "db")
+    consumer(kube, namespace, "api", "db")
     create(kube, namespace, db_rotation(generate=[{"key": "password"}], verify={"timeout": "3m", "stableFor": "1m"}))
     wait_rotation(kube, namespace, "db", lambda o: (o.get("status") or {}).get("phase") == "Verifying", "Verifying")
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
@@ -42,7 +45,7 @@ def test_a_quota_that_refuses_the_new_version_stalls_with_quota_exceeded_not_a_r
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
     kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
-    _api_reading(kube, namespace, "db")
+    consumer(kube, namespace, "api", "db")
     count = str(len(raw(kube.core.list_namespaced_secret, namespace)["items"]))
     quota = {"metadata": {"name": "no-more-secrets"}, "spec": {"hard": {"secrets": count}}}
     kube.core.create_namespaced_resource_quota(namespace, quota)
@@ -133,13 +136,7 @@ def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
         what="api back on the version in use",
     )
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
-    events = kube.wait(
-        kube.core.list_namespaced_event,
-        lambda items: any(e["reason"] == "RevertedOnDeletion" for e in items),
-        namespace=namespace,
-        what="a RevertedOnDeletion Event",
-    )
-    [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
+    reverted = reverted_on_deletion(kube, namespace)
     assert reverted["type"] == "Warning" and "Deployment api returned to db" in reverted["message"], reverted
     assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
 
@@ -167,13 +164,7 @@ def test_a_rotation_deleted_while_the_operator_was_down_is_undone_once_it_is_bac
         what="api back on db, its switch mark gone",
     )
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
-    events = kube.wait(
-        kube.core.list_namespaced_event,
-        lambda items: any(e["reason"] == "RevertedOnDeletion" for e in items),
-        namespace=namespace,
-        what="a RevertedOnDeletion Event on the Deployment",
-    )
-    [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
+    reverted = reverted_on_deletion(kube, namespace)
     assert reverted["involvedObject"]["kind"] == "Deployment" and reverted["type"] == "Warning", reverted
     assert "returned to db" in reverted["message"], reverted
     assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
@@ -207,8 +198,7 @@ def test_a_switch_an_admission_policy_denies_rolls_back_the_others_and_stalls_wi
     _, proxy = proxied_operator
     kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
     for name in ("api", "web"):
-        env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
-        kube.apps.create_namespaced_deployment(namespace, deployment(name, {"containers": [container(env=env)]}))
+        consumer(kube, namespace, name, "db")
     denial = 'admission webhook "freeze.example.com" denied the request: web is frozen'
     proxy.refuse("PATCH", r"/deployments/web$", 403, denial)
 

@@ -11,10 +11,11 @@ import base64
 
 import pytest
 
-from kubetest import Kube, condition, container, deployment, raw, secret
+from kubetest import Kube, condition, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import (
     at_revision,
+    consumer,
     create,
     db_rotation,
     list_rotations,
@@ -28,9 +29,15 @@ from secretrotation_dev.devcluster import podsim
 pytestmark = pytest.mark.integration
 
 
-def _api_on(kube: Kube, namespace: str, secret_name: str) -> None:
-    env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}}]
-    kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
+def _db_and_api(kube: Kube, namespace: str) -> None:
+    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
+    consumer(kube, namespace, "api", "db")
+
+
+def _rotated_once(kube: Kube, namespace: str) -> None:
+    _db_and_api(kube, namespace)
+    create(kube, namespace, db_rotation())
+    wait_rotation(kube, namespace, "db", at_revision(1), "revision 1")
 
 
 def _secret(kube: Kube, namespace: str, name: str) -> dict[str, object]:
@@ -46,10 +53,7 @@ def _settled_with_a_version(obj: dict[str, object]) -> bool:
 def test_a_re_created_rotation_adopts_none_of_the_versions_its_predecessor_left(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
-    _api_on(kube, namespace, "db")
-    create(kube, namespace, db_rotation())
-    wait_rotation(kube, namespace, "db", at_revision(1), "revision 1")
+    _rotated_once(kube, namespace)
     left = _secret(kube, namespace, "db-v1")
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
     kube.wait_gone(list_rotations(kube), "db", namespace=namespace, plural=PLURAL)
@@ -67,8 +71,7 @@ def test_a_re_created_rotation_adopts_none_of_the_versions_its_predecessor_left(
 def test_a_version_name_is_never_staged_twice_even_after_a_failed_version_was_collected(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
-    _api_on(kube, namespace, "db")
+    _db_and_api(kube, namespace)
     faults = f"- secret: db-v1\n  effect: {podsim.Effect.CRASH_LOOP.value}\n"
     kube.core.create_namespaced_config_map(
         namespace, {"metadata": {"name": podsim.FAULTS_CONFIGMAP}, "data": {podsim.FAULTS_KEY: faults}}
@@ -87,10 +90,7 @@ def test_a_version_name_is_never_staged_twice_even_after_a_failed_version_was_co
 def test_a_rotation_of_another_rotations_version_is_refused_and_creates_nothing(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
-    _api_on(kube, namespace, "db")
-    create(kube, namespace, db_rotation())
-    wait_rotation(kube, namespace, "db", at_revision(1), "revision 1")
+    _rotated_once(kube, namespace)
 
     create(kube, namespace, db_rotation("hijack", secretName="db-v1"))
     refused = wait_rotation(kube, namespace, "hijack", stalled_with("InvalidSpec"), "the hijack refused")

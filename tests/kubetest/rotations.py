@@ -96,6 +96,24 @@ def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
     })  # fmt: skip
 
 
+def consumer(kube: Kube, namespace: str, name: str, secret_name: str) -> None:
+    """A one-replica Deployment ``name`` reading key ``password`` of ``secret_name`` into its env."""
+    env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}}]
+    kube.apps.create_namespaced_deployment(namespace, deployment(name, {"containers": [container(env=env)]}))
+
+
+def reverted_on_deletion(kube: Kube, namespace: str) -> Obj:
+    """Wait for the one Warning ``RevertedOnDeletion`` Event in the namespace, and return it."""
+    events = kube.wait(
+        kube.core.list_namespaced_event,
+        lambda items: any(e["reason"] == "RevertedOnDeletion" for e in items),
+        namespace=namespace,
+        what="a RevertedOnDeletion Event",
+    )
+    [reverted] = [e for e in events if e["reason"] == "RevertedOnDeletion"]
+    return reverted
+
+
 def db_rotation(name: str = "db", **extra: Any) -> Obj:
     spec: Obj = {
         "secretName": "db",
