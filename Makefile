@@ -1,6 +1,9 @@
 # Everything a fresh Debian bookworm machine needs is installed by these targets:
-# a virtualenv in .venv, and (once, cached in ~/.cache/secretrotation) the control plane.
+# a virtualenv in .venv, and (once per release, cached in ~/.cache/secretrotation) the
+# control plane, built from Go modules. K8S picks the release: 1.37 (default) or 1.31.
 PYTHON ?= python3
+K8S    ?= 1.37
+export SECRETROTATION_KUBERNETES := $(K8S)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -21,13 +24,14 @@ venv: $(STAMP)
 provision: venv
 	$(PY) -m secretrotation_dev.devcluster provision
 
-## make test: install everything, provision the control plane if needed, run lint and all tests.
+## make test: install everything, provision the control plane if needed, run lint and all tests (on 1.37).
 test: venv provision lint
 	$(PY) -m pytest
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
+## make integration K8S=1.31: the integration suite alone, on any supported release.
 integration: venv provision
 	$(PY) -m pytest tests/integration
 

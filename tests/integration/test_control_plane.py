@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 
 import pytest
 from kubernetes import client
@@ -20,7 +20,7 @@ from kubetest import (
     secret,
     waiting_reasons,
 )
-from secretrotation_dev.devcluster import podsim
+from secretrotation_dev.devcluster import binaries, podsim
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +33,14 @@ def _pods_with_reason(kube: Kube, namespace: str, reason: str, **selectors: str)
         what=f"pods waiting in {reason}",
         **selectors,
     )
+
+
+def test_the_server_and_the_simulated_kubelet_report_the_selected_release(kube: Kube) -> None:
+    version = raw(client.VersionApi(kube.api).get_code)["gitVersion"]
+    if not os.environ.get("KUBEBUILDER_ASSETS") and not os.environ.get("SECRETROTATION_TEST_KUBECONFIG"):
+        assert version == f"v{binaries.RELEASES[binaries.selected_minor()]}", "not the release built for this run"
+    nodes = raw(kube.core.list_node)["items"]
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {version}
 
 
 def test_node_is_ready_and_schedulable(kube: Kube) -> None:
@@ -202,15 +210,8 @@ def test_a_pod_naming_a_missing_service_account_is_rejected_and_the_replicaset_r
 
 def test_rbac_denies_a_service_account_with_no_role(kube: Kube, namespace: str) -> None:
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
-    account = kube.wait_one(
-        kube.core.list_namespaced_service_account,
-        "nobody",
-        lambda sa: bool(sa.get("secrets")),
-        namespace=namespace,
-        what="token",
-    )
-    token_secret = raw(kube.core.read_namespaced_secret, account["secrets"][0]["name"], namespace)
-    token = base64.b64decode(token_secret["data"]["token"]).decode()
+    request = {"spec": {"expirationSeconds": 600}}
+    token = raw(kube.core.create_namespaced_service_account_token, "nobody", namespace, request)["status"]["token"]
     configuration = client.Configuration()
     configuration.host = kube.api.configuration.host
     configuration.ssl_ca_cert = kube.api.configuration.ssl_ca_cert

@@ -33,10 +33,6 @@ class Kube:
         self.extensions = client.ApiextensionsV1Api(api)
         self.authorization = client.AuthorizationV1Api(api)
 
-    def server_minor_version(self) -> int:
-        info = raw(client.VersionApi(self.api).get_code)
-        return int("".join(ch for ch in info["minor"] if ch.isdigit()))
-
     def wait(
         self,
         list_call: Callable[..., Any],

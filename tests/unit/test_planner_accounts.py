@@ -1,9 +1,10 @@
 """Behaviour of a ServiceAccount rotation in secretrotation.core.planner, stepped through a simulated namespace.
 
-``Namespace`` stands in for a Kubernetes 1.20 namespace: ServiceAccounts served by
-a token controller (each account gets an auto token Secret, and each token Secret
-is filled, one step after it appears), RoleBindings, token Secrets, Deployments and
-their pods. ``AccountRotation`` stands in for the shell: observe as
+``Namespace`` stands in for a namespace of Kubernetes 1.24 or later: no account
+gets a token Secret by itself, the token controller fills each token Secret that
+names an account (one step after it appears), and pods get a bound token through a
+projected volume. An account made before 1.24 may still list a legacy token Secret.
+It also holds RoleBindings, Deployments and their pods. ``AccountRotation`` stands in for the shell: observe as
 ``cluster.observe`` does, plan, perform the actions with the preconditions the
 shell sends, then write the status the plan returned.
 
@@ -43,7 +44,6 @@ NAMESPACE = "ci"
 ROTATION = "deployer"
 BASE = "deployer"
 STABLE_FOR = timedelta(minutes=5)  # how long a new pod has been Ready when a step first sees it
-AUTO_TOKEN_SUFFIX = "-token-q4x9z"  # what the 1.20 token controller appends (random in a cluster)
 TOKEN_KEYS = frozenset({"token", "ca.crt", "namespace"})
 # Who binds what before any rotation: the account in use by two bindings (one shared),
 # and three bindings it is not in, one of which names a *User* deployer and one the
@@ -116,7 +116,7 @@ def subject_names(binding: Mapping[str, Any]) -> list[str]:
     return sorted(s["name"] for s in binding.get("subjects") or [] if s["kind"] == "ServiceAccount")
 
 
-# --- a simulated 1.20 namespace -----------------------------------------------------------------
+# --- a simulated namespace ---------------------------------------------------------------------
 
 
 @dataclass
@@ -131,7 +131,6 @@ class Namespace:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     can_bind: bool = True
-    auto_tokens: bool = True  # the token controller gives each account a token Secret (before 1.24)
     fill_tokens: bool = True  # the token controller fills token Secrets
     crashing_accounts: set[str] = field(default_factory=set)  # pods running as these crash-loop
     last_resource_version: int = 100
@@ -146,10 +145,12 @@ class Namespace:
 
     # -- building -----------------------------------------------------------------------------
 
-    def add_account(self, name: str) -> None:
-        """An account as a user made it; the token controller gives it a token at once."""
-        self.accounts[name] = AccountState(name, {}, {}, (), (), None, self._resource_version())
-        self.token_controller()
+    def add_account(self, name: str, *, legacy_token: str | None = None) -> None:
+        """An account as a user made it; ``legacy_token`` is a token Secret it lists (made before 1.24)."""
+        tokens = (legacy_token,) if legacy_token else ()
+        self.accounts[name] = AccountState(name, {}, {}, tokens, (), None, self._resource_version())
+        if legacy_token:
+            self.add_token_secret(legacy_token, name)
 
     def add_token_secret(self, name: str, account: str, labels: Mapping[str, str] | None = None) -> None:
         """A long-lived token Secret of ``account``, filled."""
@@ -195,25 +196,18 @@ class Namespace:
     # -- controllers ------------------------------------------------------------------------
 
     def token_controller(self) -> None:
-        """Kubernetes < 1.24: every account gets an auto token Secret; every token Secret is filled."""
-        for name, account in list(self.accounts.items()):
-            if self.auto_tokens and not account.secrets:
-                token = f"{name}{AUTO_TOKEN_SUFFIX}"
-                self.add_token_secret(token, name)
-                self.accounts[name] = replace(account, secrets=(token,), resource_version=self._resource_version())
+        """Every token Secret is filled; since 1.24 none is made for an account by itself."""
         for name, secret in list(self.secrets.items()):
             if self.fill_tokens and secret.type == accounts.TOKEN_TYPE and not secret.keys:
                 self.secrets[name] = replace(secret, keys=TOKEN_KEYS, resource_version=self._resource_version())
 
     def _admitted(self, pod_spec: Mapping[str, Any]) -> dict[str, Any]:
-        """The ServiceAccount admission plugin (< 1.24): refuses a pod until its account has a token, then mounts it."""
+        """The ServiceAccount admission plugin: refuses a pod whose account is missing, then mounts a bound token."""
         account = references.service_account_name(pod_spec)
-        state = self.accounts.get(account)
-        assert state is not None, f"admission refused a pod: ServiceAccount {account} does not exist"
-        filled = [n for n in state.secrets if n in self.secrets and self.secrets[n].keys]
-        assert filled, f"admission refused a pod: ServiceAccount {account} has no token yet"
+        assert account in self.accounts, f"admission refused a pod: ServiceAccount {account} does not exist"
         admitted = copy.deepcopy(dict(pod_spec))
-        admitted.setdefault("volumes", []).append({"name": f"{account}-token", "secret": {"secretName": filled[0]}})
+        bound_token = {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+        admitted.setdefault("volumes", []).append({"name": "kube-api-access", "projected": {"sources": [bound_token]}})
         return admitted
 
     def roll_out(self, name: str) -> None:
@@ -269,7 +263,6 @@ class Namespace:
             bindings=copy.deepcopy(tuple(self.bindings.values())) if world.Fact.BINDINGS in facts else None,
             fresh=world.Fact.FRESH in facts,
             can_bind=self.can_bind,
-            auto_tokens=True,  # a 1.20 cluster, as the token controller here simulates
             nonce=f"nonce-{self._resource_version()}",
         )
 
@@ -402,8 +395,9 @@ class Namespace:
 def ci_namespace() -> Namespace:
     """Account deployer (bound as in BINDINGS), account other, and a Deployment api running as deployer."""
     namespace = Namespace()
-    for name in ("default", BASE, "other"):
-        namespace.add_account(name)
+    namespace.add_account("default")
+    namespace.add_account(BASE, legacy_token=f"{BASE}-token-q4x9z")  # from before an upgrade to 1.24
+    namespace.add_account("other")
     for name, subjects in BINDINGS.items():
         namespace.add_binding(name, subjects)
     namespace.add_deployment("api", running_as(BASE))
@@ -535,17 +529,10 @@ def test_the_first_rotation_adopts_the_base_account_and_carries_its_bindings() -
     assert template_account(namespace, "api") == "deployer-v1"
 
 
-@pytest.mark.parametrize(
-    ("token_secret", "held"),
-    [(True, "fill_tokens"), (True, "auto_tokens"), (False, "auto_tokens")],
-    ids=["token-secret-not-filled", "no-auto-token-yet", "no-auto-token-yet-without-token-secret"],
-)
-def test_the_new_account_is_neither_bound_nor_switched_to_before_its_token_exists(
-    token_secret: bool, held: str
-) -> None:
-    rotation = rotated_once(token_secret=token_secret)
+def test_the_new_account_is_neither_bound_nor_switched_to_before_its_token_secret_is_filled() -> None:
+    rotation = rotated_once(token_secret=True)
     namespace = rotation.namespace
-    setattr(namespace, held, False)
+    namespace.fill_tokens = False
     rotation.request()
 
     waiting = [rotation.step() for _ in range(6)]
@@ -556,7 +543,7 @@ def test_the_new_account_is_neither_bound_nor_switched_to_before_its_token_exist
     assert "token" in condition(waiting[-1].status, "Reconciling")["message"], waiting[-1].status
     assert all(p.wake_at is not None for p in waiting[2:]), "waiting for a token needs a wake-up: no watch covers it"
 
-    setattr(namespace, held, True)
+    namespace.fill_tokens = True
     rotation.run()
 
     assert (rotation.status["currentSecret"], template_account(namespace, "api")) == ("deployer-v2", "deployer-v2")
@@ -799,10 +786,13 @@ def test_without_token_secret_a_mounted_token_is_not_switched_to_one_that_will_n
     assert volumes == [{"name": "token", "secret": {"secretName": "deployer-token"}}]
 
 
-def test_a_pod_mounting_the_old_accounts_auto_token_blocks_its_collection() -> None:
+def test_a_pod_mounting_a_token_the_old_account_lists_blocks_its_collection() -> None:
     rotation = rotated_once()
     namespace = rotation.namespace
-    auto_token = namespace.accounts["deployer-v1"].secrets[0]
+    auto_token = "deployer-v1-token-by-hand"  # an admin added it to the account's list
+    namespace.add_token_secret(auto_token, "deployer-v1")
+    account = namespace.accounts["deployer-v1"]
+    namespace.accounts["deployer-v1"] = replace(account, secrets=(auto_token,))
     namespace.add_lone_pod("ci-runner", running_as("default", token=auto_token))
     rotation.request()
 

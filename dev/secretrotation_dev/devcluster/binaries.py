@@ -5,51 +5,36 @@ Two sources, in this order:
 1. ``$KUBEBUILDER_ASSETS``: the controller-runtime envtest convention, a folder
    holding ``etcd`` and ``kube-apiserver`` and optionally
    ``kube-controller-manager``, ``kube-scheduler`` and ``kubectl``.
-2. A user cache (``~/.cache/secretrotation/k8s-1.20.2/bin``), filled once from
-   Debian: etcd from the ``etcd-server`` package, and the Kubernetes binaries
-   built from bookworm's ``kubernetes`` source package with Debian's Go.
+2. A user cache (``~/.cache/secretrotation/kubernetes-1.37.2/bin``), filled once by
+   building from Go modules: one small module per release in ``dev/gobuild/`` requires
+   ``k8s.io/kubernetes`` and pins every ``k8s.io/*`` staging module to the matching
+   ``v0.<minor>.<patch>`` (kubernetes/kubernetes#79384); etcd comes from
+   ``go.etcd.io/etcd/server/v3``. Their ``go.sum`` files pin every byte.
 
-The build is slow (5 to 10 minutes on 2 cores), so it happens once and is
-marked complete with a stamp file; an interrupted build starts over cleanly.
+Which release: ``$SECRETROTATION_KUBERNETES`` names a supported minor (``1.37``, the
+default, or ``1.31``, the oldest supported). A cold build takes about 15 minutes per
+release on 2 cores (modules downloaded once); it is marked complete with a stamp that
+records the ``go.sum`` it was built from, so an interrupted or outdated build starts over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-K8S_VERSION = "1.20.2"
-DEBIAN_SOURCE_VERSION = "1.20.5+really1.20.2-1.1+deb12u1"
+GOBUILD = Path(__file__).resolve().parents[2] / "gobuild"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-BUILD_PACKAGES = (
-    "golang-1.19-go",
-    "rsync",
-    "etcd-server",
-    "golang-github-modern-go-reflect2-dev",
-    "dpkg-dev",
-    "make",
-)
-DEB_SRC_FILE = Path("/etc/apt/sources.list.d/secretrotation-deb-src.sources")
-DEB_SRC_ENTRY = """\
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-"""
-REFLECT2_DEBIAN = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
-# Kubernetes 1.20 builds only with the Go of its day: Debian's 1.19, not whatever `go` is on PATH.
-DEBIAN_GO_BIN = Path("/usr/lib/go-1.19/bin")
+# The newest patch of each supported minor that the Go module proxy serves in full.
+RELEASES = {"1.37": "1.37.2", "1.31": "1.31.13"}
+DEFAULT_MINOR = "1.37"
+ETCD_VERSION = "3.6.16"
+MINOR_ENV = "SECRETROTATION_KUBERNETES"
 
 
 class ProvisionError(RuntimeError):
@@ -67,11 +52,22 @@ class Binaries:
     kubectl: Path | None
 
 
-def cache_dir() -> Path:
+def selected_minor() -> str:
+    minor = os.environ.get(MINOR_ENV) or DEFAULT_MINOR
+    if minor not in RELEASES:
+        raise ProvisionError(f"{MINOR_ENV}={minor!r} is not a supported minor; choose one of {', '.join(RELEASES)}")
+    return minor
+
+
+def cache_root() -> Path:
     base = os.environ.get("SECRETROTATION_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "secretrotation"
     )
-    return Path(base) / f"k8s-{K8S_VERSION}"
+    return Path(base)
+
+
+def cache_dir(minor: str | None = None) -> Path:
+    return cache_root() / f"kubernetes-{RELEASES[minor or selected_minor()]}"
 
 
 def _progress(message: str) -> None:
@@ -102,88 +98,82 @@ def find() -> Binaries:
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         return from_folder(Path(assets))
-    bin_dir = cache_dir() / "bin"
-    if not (cache_dir() / "complete").is_file():
-        build(cache_dir())
-    return from_folder(bin_dir)
+    minor = selected_minor()
+    target = cache_dir(minor)
+    if not _is_current(target, _stamp(minor)):
+        build(minor, target)
+    return from_folder(target / "bin")
 
 
-def _run(argv: list[str], **kwargs: object) -> None:
-    _progress("$ " + " ".join(argv))
-    subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
+def _module(name: str) -> Path:
+    return GOBUILD / name
 
 
-def _apt_prerequisites() -> None:
-    if os.geteuid() != 0:
+def _stamp(minor: str) -> str:
+    """What a complete build records: the versions and the go.sum files that pinned them."""
+    sums = hashlib.sha256()
+    for module in (_module(f"kubernetes-{minor}"), _module("etcd-3.6")):
+        sums.update((module / "go.sum").read_bytes())
+    return f"kubernetes {RELEASES[minor]}\netcd {ETCD_VERSION}\ngo.sum sha256 {sums.hexdigest()}\n"
+
+
+def _is_current(target: Path, stamp: str) -> bool:
+    try:
+        return (target / "complete").read_text() == stamp
+    except OSError:
+        return False
+
+
+def _go_env() -> dict[str, str]:
+    if shutil.which("go") is None:
         raise ProvisionError(
-            "building the control plane installs Debian packages and needs root; "
-            "run as root once, or set KUBEBUILDER_ASSETS to a folder of envtest binaries"
+            "building the control plane needs the go command (Go 1.26 or newer) on PATH; "
+            "or set KUBEBUILDER_ASSETS to a folder of envtest binaries"
         )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    if not DEB_SRC_FILE.exists():
-        _progress(f"adding a deb-src entry for bookworm in {DEB_SRC_FILE}")
-        DEB_SRC_FILE.write_text(DEB_SRC_ENTRY)
-    _run(["apt-get", "update", "-q"], env=env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *BUILD_PACKAGES], env=env)
+    # -mod=readonly: go.sum must already pin every module; nothing is resolved anew.
+    return dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly -buildvcs=false")
 
 
-def _replace_reflect2(tree: Path) -> None:
-    """Swap vendored reflect2 1.0.1 for Debian's 1.0.2.
-
-    reflect2 1.0.1 reads Go runtime internals that changed in Go 1.18; the
-    apiserver then dies with `fatal error: fault` in mapiterinit while serving
-    CRDs. Only the .go files are replaced; files 1.0.2 no longer has are removed.
-    """
-    vendored = tree / "vendor/github.com/modern-go/reflect2"
-    for old in vendored.glob("*.go"):
-        old.unlink()
-    for new in REFLECT2_DEBIAN.glob("*.go"):
-        if not new.name.endswith("_test.go"):
-            shutil.copy2(new, vendored / new.name)
-    _progress(f"replaced vendored reflect2 with Debian's copy from {REFLECT2_DEBIAN}")
+def _version_flags(version: str) -> str:
+    """The -X flags Kubernetes' own build sets, so `kubectl version` reports the release."""
+    major, minor, _ = version.split(".")
+    values = {
+        "gitVersion": f"v{version}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    packages = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+    return " ".join(f"-X {package}.{key}={value}" for package in packages for key, value in values.items())
 
 
-def build(target: Path) -> None:
-    """Install build prerequisites, fetch the Debian source, build and cache the binaries."""
-    _progress(f"building Kubernetes {K8S_VERSION} into {target} (once; about 5 to 10 minutes)")
-    _apt_prerequisites()
-    work = target / "work"
+def _go_build(module: Path, package: str, output: Path, ldflags: str, env: dict[str, str]) -> None:
+    argv = ["go", "build", "-trimpath", f"-ldflags=-s -w {ldflags}".strip(), "-o", str(output), package]
+    _progress(f"$ (cd {module.relative_to(GOBUILD.parent)}) go build {package}")
+    started = time.monotonic()
+    subprocess.run(argv, check=True, cwd=module, env=env)
+    _progress(f"built {output.name} in {time.monotonic() - started:.0f}s")
+
+
+def build(minor: str, target: Path) -> None:
+    """Build the release's binaries and etcd into ``target/bin``, then write the stamp."""
+    version = RELEASES[minor]
+    _progress(f"building Kubernetes {version} and etcd {ETCD_VERSION} into {target} (once; about 15 minutes)")
+    env = _go_env()
+    work = target / "building"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "download").mkdir(parents=True)
-    _run(
-        ["apt-get", "source", "--download-only", f"kubernetes={DEBIAN_SOURCE_VERSION}"],
-        cwd=work / "download",
-    )
-    tree = work / "gopath/src/k8s.io/kubernetes"
-    tree.parent.mkdir(parents=True)
-    dsc = next((work / "download").glob("kubernetes_*.dsc"))
-    _run(["dpkg-source", "--no-check", "-x", str(dsc), str(tree)])
-    _replace_reflect2(tree)
-    env = dict(
-        os.environ,
-        PATH=f"{DEBIAN_GO_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        GOROOT=str(DEBIAN_GO_BIN.parent),
-        GOTOOLCHAIN="local",
-        GOPATH=str(work / "gopath"),
-        GO111MODULE="off",
-        CGO_ENABLED="0",
-        GOFLAGS="",
-        GOCACHE=str(work / "gocache"),
-    )
-    what = " ".join(f"cmd/{c}" for c in KUBE_COMMANDS)
-    _run(["make", f"WHAT={what}"], cwd=tree, env=env)
-    bin_dir = target / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    built = tree / "_output/local/bin/linux/amd64"
-    if not built.is_dir():
-        built = tree / "_output/bin"
+    work.mkdir(parents=True)
+    module = _module(f"kubernetes-{minor}")
+    flags = _version_flags(version)
     for command in KUBE_COMMANDS:
-        shutil.copy2(built / command, bin_dir / command)
-    etcd = shutil.which("etcd") or "/usr/bin/etcd"
-    shutil.copy2(etcd, bin_dir / "etcd")
-    (target / "complete").write_text(f"{DEBIAN_SOURCE_VERSION}\n")
-    shutil.rmtree(work, ignore_errors=True)
-    _progress(f"control-plane binaries ready in {bin_dir}")
+        _go_build(module, f"k8s.io/kubernetes/cmd/{command}", work / command, flags, env)
+    _go_build(_module("etcd-3.6"), "go.etcd.io/etcd/server/v3", work / "etcd", "", env)
+    (target / "complete").unlink(missing_ok=True)
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    work.rename(target / "bin")
+    (target / "complete").write_text(_stamp(minor))
+    _progress(f"control-plane binaries ready in {target / 'bin'}")
 
 
 if __name__ == "__main__":

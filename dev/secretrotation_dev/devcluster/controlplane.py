@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -133,12 +133,14 @@ class ControlPlane:
         nodes: int = 1,
         readiness_delay_seconds: float = 0.5,
         die_with_parent: bool = True,
+        controller_manager_args: Sequence[str] = (),
     ) -> None:
         self.state_dir = state_dir.resolve()
         self.binaries = binaries
         self.nodes = nodes
         self.readiness_delay_seconds = readiness_delay_seconds
         self.die_with_parent = die_with_parent
+        self.controller_manager_args = tuple(controller_manager_args)  # added to the usual flags
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.pki = self.state_dir / "pki"
         self.logs = self.state_dir / "logs"
@@ -177,7 +179,7 @@ class ControlPlane:
             self._spawn("kubelet", self._kubelet_args())
             self._wait(self._node_schedulable, deadline, "kubelet")
             if self.binaries.kube_controller_manager:
-                self._wait(self._default_service_account_has_token, deadline, "kube-controller-manager")
+                self._wait(self._default_service_account_exists, deadline, "kube-controller-manager")
         except BaseException:
             self.stop()
             raise
@@ -199,6 +201,19 @@ class ControlPlane:
         self._log_files.clear()
         with contextlib.suppress(FileNotFoundError):
             self.pids_file.unlink()
+
+    def restart(self, name: str) -> None:
+        """Stop one component and start it again with the same flags (for example to rerun a controller's start-up)."""
+        index, (_, process) = next((i, p) for i, p in enumerate(self._processes) if p[0] == name)
+        argv = [str(a) for a in process.args]  # type: ignore[union-attr]
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        del self._processes[index]
+        self._spawn(name, argv)
 
     def __enter__(self) -> ControlPlane:
         self.start()
@@ -242,7 +257,6 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={api_port}",
-            "--insecure-port=0",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -265,10 +279,10 @@ class ControlPlane:
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.pki / 'ca.crt'}",
             "--leader-elect=false",
-            "--port=0",
             "--secure-port=0",
             "--concurrent-deployment-syncs=10",
             "--concurrent-replicaset-syncs=10",
+            *self.controller_manager_args,
         ]
 
     def _scheduler_args(self) -> list[str]:
@@ -276,7 +290,6 @@ class ControlPlane:
             str(self.binaries.kube_scheduler),
             f"--kubeconfig={self.kubeconfig}",
             "--leader-elect=false",
-            "--port=0",
             "--secure-port=0",
         ]
 
@@ -339,12 +352,14 @@ class ControlPlane:
         ready = [n for n in nodes if _node_is_schedulable(n)]
         return len(ready) >= self.nodes
 
-    def _default_service_account_has_token(self) -> bool:
+    def _default_service_account_exists(self) -> bool:
+        """The controllers run: the account and root CA every namespace gets are there."""
         try:
-            account = self.api_get("/api/v1/namespaces/default/serviceaccounts/default")
+            self.api_get("/api/v1/namespaces/default/serviceaccounts/default")
+            self.api_get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
         except (urllib.error.URLError, OSError):
             return False
-        return bool(account.get("secrets"))
+        return True
 
 
 def _node_is_schedulable(node: dict[str, Any]) -> bool:

@@ -46,7 +46,8 @@ def node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def node_status(name: str) -> dict[str, Any]:
+def node_status(name: str, version: str) -> dict[str, Any]:
+    """A healthy node's status; ``version`` is the API server's, as a kubelet of its release reports."""
     now = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
     healthy = [("MemoryPressure", "False"), ("DiskPressure", "False"), ("PIDPressure", "False"), ("Ready", "True")]
     resources = node_manifest(name)["status"]["capacity"]
@@ -67,8 +68,8 @@ def node_status(name: str) -> dict[str, Any]:
             ],
             "addresses": [{"type": "Hostname", "address": name}],
             "nodeInfo": {
-                "kubeletVersion": "v1.20.2",
-                "kubeProxyVersion": "v1.20.2",
+                "kubeletVersion": version,
+                "kubeProxyVersion": version,
                 "containerRuntimeVersion": "sim://1",
                 "operatingSystem": "linux",
                 "architecture": "amd64",
@@ -131,13 +132,14 @@ class SimKubelet:
     # -- nodes ----------------------------------------------------------------------------
 
     def register_nodes(self) -> None:
+        version = client.VersionApi(self.core.api_client).get_code().git_version
         for name in sorted(self.nodes):
             try:
                 self.core.create_node(untyped(node_manifest(name)))
             except ApiException as error:
                 if error.status != 409:
                     raise
-            self.core.patch_node_status(name, node_status(name), _content_type=MERGE_PATCH)
+            self.core.patch_node_status(name, node_status(name, version), _content_type=MERGE_PATCH)
             # The TaintNodesByCondition admission plugin marks new nodes not-ready;
             # the node-lifecycle controller that would lift it is not running.
             self.core.patch_node(name, {"spec": {"taints": None}}, _content_type=MERGE_PATCH)

@@ -96,7 +96,7 @@ class AccountState:
     name: str
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-    secrets: tuple[str, ...]  # token Secrets the token controller created (Kubernetes < 1.24)
+    secrets: tuple[str, ...]  # legacy token Secrets the account lists (made before Kubernetes 1.24)
     image_pull_secrets: tuple[str, ...]
     automount: bool | None
     resource_version: str
@@ -196,7 +196,6 @@ class Observed:
     service_accounts: Mapping[str, AccountState | None] | None = field(default_factory=dict)  # by name, likewise
     bindings: Sequence[Obj] | None = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
     can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
-    auto_tokens: bool = False  # the cluster gives every ServiceAccount a token Secret (Kubernetes < 1.24)
     nonce: str = ""  # fresh randomness from the shell, for a rotation that starts in this step
     fresh: bool = True  # the decisive kinds were listed lately, then updated by watches (False: watches alone)
 

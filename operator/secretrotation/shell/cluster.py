@@ -10,7 +10,6 @@ Synchronous (the official client); the handlers run it in a worker thread.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -20,7 +19,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, names, objects, plan, planner, world
+from secretrotation.core import accounts, names, objects, plan, world
 from secretrotation.core import spec as model
 from secretrotation.core.world import Fact, Needs
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
@@ -128,17 +127,9 @@ class Cluster:
             service_accounts=service_accounts,
             bindings=bindings,
             can_bind=can_bind,
-            auto_tokens=planner.is_account_rotation(resource) and self._auto_tokens(),
             nonce=got.nonce,
             fresh=fresh,
         )
-
-    @functools.cache  # noqa: B019 - one Cluster per operator process; the server version does not change
-    def _auto_tokens(self) -> bool:
-        """Whether the cluster still creates a token Secret for every ServiceAccount (before 1.24)."""
-        version = raw(client.VersionApi(self.api).get_code)
-        minor = int("".join(ch for ch in version["minor"] if ch.isdigit()))
-        return int(version["major"]) == 1 and minor < 24
 
     def account_state(self, namespace: str, name: str) -> world.AccountState | None:
         account = read_named(self.core.read_namespaced_service_account, name, namespace)

@@ -96,9 +96,8 @@ class AccountCredential:
     ) -> tuple[str | None, tuple[Action, ...]]:
         """What the new account still waits for before pods may use it, and the action that makes progress.
 
-        Clusters before 1.24 give every account a token Secret, and the ServiceAccount
-        admission plugin refuses pods until it exists: switching earlier would fail the
-        rollout for a reason that has nothing to do with the rotation.
+        Only the operator's own token Secret (``tokenSecret``): since Kubernetes 1.24 no
+        account gets one by itself, and pods get bound tokens from the TokenRequest API.
         """
         if self.token_secret:
             token = observed.secret(accounts.token_secret_name(staged.name))
@@ -107,10 +106,6 @@ class AccountCredential:
                 return f"creating the token Secret of {staged.name}", (create,)
             if "token" not in token.keys:
                 return f"waiting for the token controller to fill {token.name}", ()
-        if observed.auto_tokens:
-            filled = [name for name in staged.secrets if "token" in getattr(observed.secret(name), "keys", ())]
-            if not filled:
-                return f"waiting for the token controller to give {staged.name} its token", ()
         return None, ()
 
     def missing(self, context: Context, pod_spec: Obj, old: str, new: str) -> list[str]:
