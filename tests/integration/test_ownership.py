@@ -87,17 +87,24 @@ def test_a_version_name_is_never_staged_twice_even_after_a_failed_version_was_co
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v2"}
 
 
-def test_a_rotation_of_another_rotations_version_is_refused_and_creates_nothing(
+def test_a_rotation_of_a_secret_labelled_as_another_rotations_version_is_refused_and_creates_nothing(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
+    """The operator's second line: the CRD refuses a secretName ending in -v<N>, not a copy under another name."""
     _rotated_once(kube, namespace)
+    copy = _secret(kube, namespace, "db-v1")
+    labels = copy["metadata"]["labels"]  # type: ignore[index]
+    kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "db-copy", "labels": labels}, "data": {"k": ""}}
+    )
 
-    create(kube, namespace, db_rotation("hijack", secretName="db-v1"))
+    create(kube, namespace, db_rotation("hijack", secretName="db-copy"))
     refused = wait_rotation(kube, namespace, "hijack", stalled_with("InvalidSpec"), "the hijack refused")
 
-    assert "spec.secretName" in condition(refused, "Stalled")["message"]  # type: ignore[index]
+    message = condition(refused, "Stalled")["message"]  # type: ignore[index]
+    assert "spec.secretName: Secret db-copy is a version staged by SecretRotation db" in message, message
     names = {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
-    assert "db-v1-v1" not in names
+    assert "db-copy-v1" not in names
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}, "the other rotation's workload moved"
 
 

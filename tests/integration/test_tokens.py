@@ -43,8 +43,9 @@ def checked(kube: Kube, namespace: str) -> Iterator[None]:
         yield
 
 
-def account_rotation(**extra: Any) -> Obj:
-    return rotation("deployer", serviceAccount={"name": "deployer"}, verify=VERIFY, **extra)
+def account_rotation(*, token_secret: bool = False, **extra: Any) -> Obj:
+    account = {"name": "deployer", "tokenSecret": token_secret}
+    return rotation("deployer", serviceAccount=account, verify=VERIFY, **extra)
 
 
 def who_am_i(kubeconfig: Path, token: str) -> str:
@@ -97,7 +98,7 @@ def test_a_token_secret_used_on_the_switch_day_blocks_collection_of_its_account(
     kube: Kube, kubeconfig: Path, namespace: str, operator: OperatorProcess, checked: None
 ) -> None:
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "deployer"}})
-    create(kube, namespace, account_rotation(retain=0, serviceAccount={"name": "deployer", "tokenSecret": True}))
+    create(kube, namespace, account_rotation(retain=0, token_secret=True))
     wait_rotation(kube, namespace, "deployer", at_revision(1), "revision 1")
 
     # A consumer outside the cluster uses the long-lived token: the API server labels its Secret.
@@ -164,7 +165,7 @@ def test_the_legacy_token_cleaner_and_token_secret_leave_each_other_alone(
     operator = OperatorProcess(cleaning_plane.kubeconfig, namespace, tmp_path / "operator.log")
     operator.start()
     try:
-        create(kube, namespace, account_rotation(serviceAccount={"name": "deployer", "tokenSecret": True}))
+        create(kube, namespace, account_rotation(token_secret=True))
         done = wait_rotation(kube, namespace, "deployer", at_revision(1), "revision 1")
         before = raw(kube.core.read_namespaced_secret, "deployer-v1-token", namespace)["metadata"]
 

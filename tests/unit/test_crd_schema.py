@@ -1,31 +1,42 @@
-"""crds/secretrotation.yaml is structural, portable to Kubernetes 1.20, and
-agrees with the operator's parser (secretrotation.core.spec.parse_spec).
+"""crds/secretrotation.yaml is structural, its CEL rules name the field they refuse
+and stay within the cost budget, and it agrees with the operator's parser
+(secretrotation.core.spec.parse_spec).
 
 The agreement check runs each example through what the API server does to a
 new object (prune unknown fields, fill defaults, validate) with a small
-evaluator of the schema keywords the CRD uses, then through parse_spec. The
-real API server is exercised by the integration tests.
+evaluator of the schema keywords the CRD uses and cel-python for its
+x-kubernetes-validations rules, then through parse_spec. The real API server
+is exercised by the integration tests.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import celpy
 import pytest
 import yaml
+from celpy import celtypes
 
 from secretrotation.core import names
 from secretrotation.core import spec as model
 from secretrotation.core.spec import InvalidSpec, parse_spec
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "secretrotation.yaml"
-JUNCTORS = ("oneOf", "anyOf", "allOf", "not")
-# What a structural schema may not say inside oneOf/anyOf/allOf/not.
-FORBIDDEN_IN_JUNCTORS = ("type", "default", "description", "nullable", "additionalProperties")
+# What the evaluator below understands; a keyword outside it would be checked by nothing here.
+KEYWORDS = frozenset(
+    {
+        "type", "description", "format", "properties", "additionalProperties", "items", "required",
+        "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems",
+        "minProperties", "maxProperties", "default", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+        "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
+    }
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +134,33 @@ def violations(schema: dict[str, Any], value: Any, path: str = "spec") -> Iterat
             sub = properties.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
                 yield from violations(sub, item, f"{path}.{key}")
-    if "oneOf" in schema and sum(not any(violations(branch, value, path)) for branch in schema["oneOf"]) != 1:
-        yield f"{path}: oneOf"
-    if "anyOf" in schema and all(any(violations(branch, value, path)) for branch in schema["anyOf"]):
-        yield f"{path}: anyOf"
-    if "not" in schema and not any(violations(schema["not"], value, path)):
-        yield f"{path}: not"
+    yield from rule_violations(schema, value, path)
+
+
+CEL = celpy.Environment()
+# Kubernetes' CEL has the strings extension; the rules use one function of it.
+KUBERNETES_FUNCTIONS = {"substring": lambda text, start: celtypes.StringType(text[start:])}
+
+
+@functools.cache
+def cel_program(expression: str) -> celpy.Runner:
+    return CEL.program(CEL.compile(expression), functions=KUBERNETES_FUNCTIONS)
+
+
+def cel_evaluate(expression: str, value: Any) -> Any:
+    return cel_program(expression).evaluate({"self": celpy.json_to_cel(value)})
+
+
+def rule_violations(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
+    """The x-kubernetes-validations rules ``value`` breaks, reported as the API server does."""
+    for rule in schema.get("x-kubernetes-validations", ()):
+        try:
+            holds = bool(cel_evaluate(rule["rule"], value))
+        except celpy.CELEvalError:
+            holds = False  # the API server refuses an object a rule cannot evaluate (a duration overflow)
+        if not holds:
+            message = rule.get("message") or cel_evaluate(rule["messageExpression"], value)
+            yield f"{path}{rule.get('fieldPath', '')}: {message}"
 
 
 def schema_nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -142,26 +174,7 @@ def schema_nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, 
         yield from schema_nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
-def junctor_branches(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every schema inside oneOf/anyOf/allOf/not of ``schema``, nested ones included."""
-    for junctor in JUNCTORS:
-        branches = schema.get(junctor)
-        for branch in [branches] if isinstance(branches, dict) else branches or []:
-            yield branch
-            yield from junctor_branches(branch)
-
-
-def walk(document: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(document, dict):
-        for key, value in document.items():
-            yield key, value
-            yield from walk(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from walk(item)
-
-
-# --- Structural and portable -------------------------------------------------
+# --- Structural -----------------------------------------------------------------
 
 
 def test_the_crd_names_what_the_operator_uses(crd: dict[str, Any], version: dict[str, Any]) -> None:
@@ -185,27 +198,9 @@ def test_every_node_of_the_skeleton_has_a_type(root: dict[str, Any]) -> None:
     assert untyped == []
 
 
-def test_no_cel_anywhere(crd: dict[str, Any]) -> None:
-    assert "x-kubernetes-validations" not in {key for key, _ in walk(crd)}
-
-
-def test_junctors_only_constrain_fields_the_skeleton_declares(root: dict[str, Any]) -> None:
-    for path, node in schema_nodes(root):
-        for branch in junctor_branches(node):
-            assert not set(FORBIDDEN_IN_JUNCTORS) & set(branch), f"{path}: {branch}"
-            declared = node.get("properties", {})
-            assert set(branch.get("properties", {})) <= set(declared), path
-            assert set(branch.get("required", ())) <= set(declared), path
-
-
-def test_no_default_decides_a_junctor(root: dict[str, Any]) -> None:
-    # A default on a field a junctor tests with `required` would make the
-    # branch see the default rather than what the user wrote (this is why
-    # spec.type has no default: serviceAccount specs must not have a type).
-    for path, node in schema_nodes(root):
-        for branch in junctor_branches(node):
-            for key in branch.get("required", ()):
-                assert "default" not in node["properties"][key], f"{path}.{key}"
+def test_the_schema_uses_only_keywords_the_evaluator_knows(root: dict[str, Any]) -> None:
+    unknown = {path: set(node) - KEYWORDS for path, node in schema_nodes(root) if set(node) - KEYWORDS}
+    assert unknown == {}
 
 
 def test_properties_and_additional_properties_are_never_combined(root: dict[str, Any]) -> None:
@@ -229,12 +224,61 @@ def test_every_default_is_valid_for_its_field(root: dict[str, Any]) -> None:
     defaults = [(path, node) for path, node in schema_nodes(root) if "default" in node]
     assert defaults
     for path, node in defaults:
+        # As the API server checks them: as written, without the defaults inside them.
         assert list(violations(node, node["default"], path)) == []
 
 
 def test_no_field_can_name_a_namespace(root: dict[str, Any]) -> None:
     spec_fields = {path for path, _ in schema_nodes(root["properties"]["spec"])}
     assert not [path for path in spec_fields if "namespace" in path.lower()]
+
+
+# --- CEL rules -------------------------------------------------------------------
+
+
+def rules(root: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(path of the node, the node, one of its rules) for every rule, the path as messages write it."""
+    for path, node in schema_nodes(root):
+        for rule in node.get("x-kubernetes-validations", ()):
+            yield path.lstrip("."), node, rule
+
+
+def test_every_rule_names_the_field_it_refuses_by_its_full_path(root: dict[str, Any]) -> None:
+    found = list(rules(root))
+    assert found
+    for path, _, rule in found:
+        assert ("message" in rule) != ("messageExpression" in rule), rule
+        field = path + rule.get("fieldPath", "")
+        assert field.startswith("spec") and field in rule.get("message", rule.get("messageExpression")), rule
+
+
+def test_every_field_path_points_at_a_declared_field(root: dict[str, Any]) -> None:
+    for path, node, rule in rules(root):
+        target = node
+        for key in rule.get("fieldPath", "").split(".")[1:]:
+            assert key in target.get("properties", {}), (path, rule)
+            target = target["properties"][key]
+
+
+def test_every_string_list_and_map_a_rule_can_read_is_bounded(root: dict[str, Any]) -> None:
+    # The API server refuses a CRD whose rules could cost too much; its estimate takes each
+    # string at maxLength (or its longest enum value), each list at maxItems, each map at maxProperties.
+    for path, node, _ in rules(root):
+        for inner, sub in schema_nodes(node, path):
+            bounded = {
+                "string": "maxLength" in sub or "enum" in sub,
+                "array": "maxItems" in sub,
+                "object": "additionalProperties" not in sub or "maxProperties" in sub,
+            }.get(sub["type"], True)
+            assert bounded, inner
+
+
+def test_no_rule_asks_has_of_a_field_with_a_default(root: dict[str, Any]) -> None:
+    # A default is filled in before the rules run: has() of it would always hold (this is why
+    # spec.type has no default: a ServiceAccount rotation must not have one).
+    for path, node, rule in rules(root):
+        for key in re.findall(r"has\(self\.(\w+)\)", rule["rule"]):
+            assert "default" not in node["properties"][key], f"{path}.{key}"
 
 
 # --- Printer columns and status ---------------------------------------------------
@@ -293,6 +337,12 @@ def test_patterns_are_the_parsers(spec_schema: dict[str, Any]) -> None:
         target["name"]["pattern"],
     } == {model.DNS1123_SUBDOMAIN_PATTERN}
     assert fields["generate"]["items"]["properties"]["key"]["pattern"] == model.SECRET_KEY_PATTERN
+    not_a_version = f"!self.matches('{model.VERSION_SUFFIX_PATTERN}')"
+    assert {
+        rule["rule"]
+        for field in (fields["secretName"], fields["serviceAccount"]["properties"]["name"])
+        for rule in field["x-kubernetes-validations"]
+    } == {not_a_version}
     assert {fields["rotateEvery"]["pattern"]} | {
         duration["pattern"] for duration in fields["verify"]["properties"].values()
     } == {model.DURATION_PATTERN}
@@ -344,7 +394,7 @@ def sel(**selector: Any) -> dict[str, Any]:
     return {"secretName": DNS, "generate": GEN, "targets": [{"kind": "Deployment", "selector": selector}]}
 
 
-# valid: both accept. invalid: both refuse. parser-only: a rule the schema cannot express.
+# valid: both accept. invalid: both refuse. parser-only: what no rule can see (see parsing.py).
 EXAMPLES = [
     pytest.param({"secretName": DNS, "generate": GEN}, "valid", id="minimal"),
     pytest.param(
@@ -459,30 +509,110 @@ EXAMPLES = [
     pytest.param({"secretName": DNS, "generate": GEN, "paused": "no"}, "invalid", id="paused-string"),
     pytest.param(
         {"secretName": DNS, "generate": GEN, "targets": [{"kind": "Deployment", "name": "a"}] * 2},
-        "parser-only",
+        "invalid",
         id="duplicate-target",
     ),
-    pytest.param(sel(matchLabels={}), "parser-only", id="selector-with-empty-labels"),
-    pytest.param(sel(matchLabels={"example.com/" + "n" * 64: "v"}), "parser-only", id="label-name-64"),
-    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "59s"}, "parser-only", id="rotate-59s"),
-    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "8761h"}, "parser-only", id="rotate-8761h"),
-    pytest.param({"secretName": DNS, "generate": GEN, "verify": {"timeout": "9s"}}, "parser-only", id="timeout-9s"),
+    pytest.param(sel(matchLabels={}), "invalid", id="selector-with-empty-labels"),
+    pytest.param(
+        sel(matchExpressions=[{"key": "example.com/" + "n" * 64, "operator": "Exists"}]),
+        "invalid",
+        id="expression-key-name-64",
+    ),
+    pytest.param(
+        sel(matchExpressions=[{"key": "n" * 254 + "/n", "operator": "Exists"}]), "invalid", id="expression-prefix-254"
+    ),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "1m"}, "valid", id="rotate-1m"),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "8760h"}, "valid", id="rotate-8760h"),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "1h30m"}, "valid", id="rotate-go-duration"),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "59s"}, "invalid", id="rotate-59s"),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "8761h"}, "invalid", id="rotate-8761h"),
+    pytest.param({"secretName": DNS, "generate": GEN, "rotateEvery": "9" * 20 + "h"}, "invalid", id="rotate-overflow"),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "24h", "stableFor": "1h"}},
+        "valid",
+        id="verify-upper-bounds",
+    ),
+    pytest.param({"secretName": DNS, "generate": GEN, "verify": {"timeout": "9s"}}, "invalid", id="timeout-9s"),
+    pytest.param({"secretName": DNS, "generate": GEN, "verify": {"timeout": "25h"}}, "invalid", id="timeout-25h"),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "24h", "stableFor": "61m"}},
+        "invalid",
+        id="stable-61m",
+    ),
     pytest.param(
         {"secretName": DNS, "generate": GEN, "verify": {"timeout": "1m", "stableFor": "1m"}},
-        "parser-only",
+        "invalid",
         id="stable-not-below-timeout",
     ),
-    pytest.param({"secretName": DNS, "from": {"secretName": DNS}}, "parser-only", id="from-itself"),
-    pytest.param({"secretName": DNS, "from": {"secretName": f"{DNS}-v2"}}, "parser-only", id="from-own-version"),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "20s"}}, "invalid", id="default-stable-not-below"
+    ),
+    pytest.param({"secretName": "db-v2", "generate": GEN}, "invalid", id="secret-looks-like-a-version"),
+    pytest.param({"secretName": "db-v2x", "generate": GEN}, "valid", id="secret-v-not-a-suffix"),
+    pytest.param({"serviceAccount": {"name": "deployer-v1"}}, "invalid", id="account-looks-like-a-version"),
+    pytest.param({"serviceAccount": {"name": "d"}, "secretName": DNS}, "invalid", id="account-and-secret"),
+    pytest.param({"from": {"secretName": "n"}}, "invalid", id="from-without-secret-name"),
+    pytest.param({"secretName": DNS, "from": {"secretName": DNS}}, "invalid", id="from-itself"),
+    pytest.param({"secretName": DNS, "from": {"secretName": f"{DNS}-v2"}}, "invalid", id="from-own-version"),
+    pytest.param({"secretName": "db", "from": {"secretName": "db-v01"}}, "valid", id="from-v01-is-no-version"),
+    pytest.param({"secretName": "db", "from": {"secretName": "db-v1x"}}, "valid", id="from-v1x-is-no-version"),
+    pytest.param({"secretName": "db", "from": {"secretName": "other-v3"}}, "valid", id="from-another-rotation"),
+    pytest.param(
+        {"secretName": DNS, "type": "kubernetes.io/tls", "generate": [{"key": "tls.crt"}, {"key": "tls.key"}]},
+        "valid",
+        id="tls",
+    ),
     pytest.param(
         {"secretName": DNS, "type": "kubernetes.io/tls", "generate": [{"key": "tls.crt"}]},
-        "parser-only",
+        "invalid",
         id="tls-without-key",
     ),
     pytest.param(
+        {"secretName": DNS, "type": "kubernetes.io/ssh-auth", "generate": [{"key": "ssh-privatekey"}]},
+        "valid",
+        id="ssh",
+    ),
+    pytest.param(
+        {"secretName": DNS, "type": "kubernetes.io/ssh-auth", "generate": [{"key": "id"}]},
+        "invalid",
+        id="ssh-without-private-key",
+    ),
+    pytest.param(
+        {"secretName": DNS, "type": "kubernetes.io/basic-auth", "generate": [{"key": "token"}]},
+        "invalid",
+        id="basic-auth-without-credentials",
+    ),
+    pytest.param(
         {"secretName": DNS, "type": "kubernetes.io/dockerconfigjson", "generate": [{"key": ".dockerconfigjson"}]},
-        "parser-only",
+        "invalid",
         id="docker-config-random",
+    ),
+    pytest.param(
+        {"secretName": DNS, "type": "kubernetes.io/tls", "from": {"secretName": "issued"}},
+        "valid",
+        id="type-keys-come-with-from",
+    ),
+    pytest.param(
+        {
+            "secretName": DNS,
+            "type": "kubernetes.io/dockerconfigjson",
+            "generate": [{"key": ".dockerconfigjson", "value": "[1]"}],
+        },
+        "parser-only",
+        id="docker-config-not-json",
+    ),
+    pytest.param(sel(matchLabels={"example.com/" + "n" * 64: "v"}), "parser-only", id="label-name-64"),
+    pytest.param(
+        {
+            "secretName": DNS,
+            "generate": GEN,
+            "targets": [
+                {"kind": "Deployment", "selector": {"matchLabels": {"app": "a"}}},
+                {"kind": "Deployment", "selector": {"matchLabels": {"app": "a"}, "matchExpressions": []}},
+            ],
+        },
+        "parser-only",
+        id="duplicate-selector-in-another-form",
     ),
 ]
 

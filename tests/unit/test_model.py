@@ -120,6 +120,12 @@ INVALID_SPECS = [
     pytest.param(secret_spec(secretName=""), "spec.secretName", "not a valid name", id="secret-empty"),
     pytest.param(secret_spec(secretName="a" * 242), "spec.secretName", "at most 241", id="secret-too-long"),
     pytest.param(secret_spec(secretName=42), "spec.secretName", "must be a string", id="secret-not-a-string"),
+    pytest.param(
+        secret_spec(secretName="db-credentials-v2"),
+        "spec.secretName",
+        "'db-credentials-v2' ends in -v<digits>",
+        id="secret-looks-like-a-version",
+    ),
     pytest.param(secret_spec(from_={}), "spec.from.secretName", "is required", id="from-without-name"),
     pytest.param(secret_spec(from_="next"), "spec.from", "must be an object", id="from-not-an-object"),
     pytest.param(secret_spec(from_={"secretName": "Next"}), "spec.from.secretName", "not a valid name", id="from-bad"),
@@ -138,6 +144,12 @@ INVALID_SPECS = [
     pytest.param({"serviceAccount": {}}, "spec.serviceAccount.name", "is required", id="account-without-name"),
     pytest.param(
         {"serviceAccount": {"name": "d" * 242}}, "spec.serviceAccount.name", "at most 241", id="account-name-too-long"
+    ),
+    pytest.param(
+        {"serviceAccount": {"name": "deployer-v1"}},
+        "spec.serviceAccount.name",
+        "'deployer-v1' ends in -v<digits>",
+        id="account-looks-like-a-version",
     ),
     pytest.param(
         {"serviceAccount": {"name": "deployer", "tokenSecret": "yes"}},

@@ -1307,18 +1307,19 @@ def test_a_version_nothing_consumes_is_ready_with_reason_no_consumers_never_veri
 
 
 def test_a_rotation_of_another_rotations_version_is_refused_as_invalid_spec_and_touches_nothing() -> None:
+    # A name ending in -v<N> is refused by parse_spec; this one carries a version's labels under another name.
     world = shop()
-    world.add_secret("db-v1", labels=names.version_labels("app-db", 1), immutable=True)
-    world.add_deployment("api", consuming_pod_spec("db-v1"))
-    hijacker = Rotation(world, secret_spec(secretName="db-v1"), name="hijacker")
+    world.add_secret("db-live", labels=names.version_labels("app-db", 1), immutable=True)
+    world.add_deployment("api", consuming_pod_spec("db-live"))
+    hijacker = Rotation(world, secret_spec(secretName="db-live"), name="hijacker")
 
     plan = hijacker.step()
 
     assert reason_of(plan.status, "Stalled") == ("True", "InvalidSpec"), plan.status
     message = condition(plan.status, "Stalled")["message"]  # type: ignore[index]
-    assert "spec.secretName: Secret db-v1 is a version staged by SecretRotation app-db" in message, message
+    assert "spec.secretName: Secret db-live is a version staged by SecretRotation app-db" in message, message
     assert plan.actions == () and "rotation" not in plan.status
-    assert referenced(world.deployments["api"]) == {"db-v1"}
+    assert referenced(world.deployments["api"]) == {"db-live"}
 
 
 # --- what a step asks the shell for: cost follows the work --------------------------------------

@@ -171,3 +171,143 @@ def test_runtime_is_rebuilt_from_a_running_pods_status() -> None:
     runtime = podsim.PodRuntime.from_status(pod, T0 + timedelta(hours=1))
 
     assert runtime.started == {"app": T0}
+
+
+# --- native sidecars (Kubernetes 1.29+: init containers with restartPolicy Always) ---------------
+
+PROXY_ENV = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "db", "key": "token"}}}]
+
+
+def _sidecar(name: str = "proxy", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": f"{name}:1", "restartPolicy": "Always", **fields}
+
+
+def _init(observation: podsim.Observation) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in observation.status.get("initContainerStatuses") or []}
+
+
+def _condition(observation: podsim.Observation, kind: str) -> str:
+    return next(c["status"] for c in observation.status["conditions"] if c["type"] == kind)
+
+
+def test_a_sidecar_starts_in_order_keeps_running_and_its_readiness_is_part_of_the_pods() -> None:
+    pod = _pod(initContainers=[{"name": "migrate", "image": "m:1"}, _sidecar(env=PROXY_ENV)])
+    runtime = podsim.PodRuntime()
+
+    first = SIM.observe(pod, runtime, _secrets(db=["token"]), [], T0)
+    later = SIM.observe(pod, runtime, _secrets(db=["token"]), [], T0 + timedelta(seconds=1))
+
+    migrate, proxy = _init(first)["migrate"], _init(first)["proxy"]
+    assert migrate["state"]["terminated"]["reason"] == "Completed"
+    assert (proxy["started"], proxy["ready"], list(proxy["state"])) == (True, False, ["running"])
+    assert _condition(first, "Initialized") == "True" and not _ready(first)
+    assert first.wake_at == T0 + timedelta(seconds=1), "the sidecar's readiness is waited for"
+    assert _init(later)["proxy"]["ready"] is True and _ready(later)
+    assert "terminated" in _init(later)["migrate"]["state"], "a regular init container stays completed"
+    pod["status"] = later.status
+    settled = SIM.observe(pod, runtime, _secrets(db=["token"]), [], T0 + timedelta(seconds=9))
+    assert not podsim.status_differs(pod["status"], settled.status), "nothing moves once settled"
+
+
+def test_the_pod_is_not_ready_while_a_sidecar_is_not() -> None:
+    faults = podsim.parse_faults("- secret: db\n  container: proxy\n  effect: NeverReady\n")
+    pod = _pod(initContainers=[_sidecar(env=PROXY_ENV)])
+
+    runtime = podsim.PodRuntime()
+    SIM.observe(pod, runtime, _secrets(db=["token"]), faults, T0)
+
+    observation = SIM.observe(pod, runtime, _secrets(db=["token"]), faults, T0 + timedelta(seconds=5))
+
+    assert observation.status["containerStatuses"][0]["ready"] is True, "the fault is on the sidecar alone"
+    assert _init(observation)["proxy"]["ready"] is False and not _ready(observation)
+
+
+@pytest.mark.parametrize(
+    ("existing", "problem"),
+    [({}, 'secret "db" not found'), ({"db": ["password"]}, "couldn't find key token in Secret ns/db")],
+    ids=["missing-secret", "missing-key"],
+)
+def test_a_sidecar_that_cannot_build_its_env_waits_in_create_container_config_error_and_blocks_the_pod(
+    existing: dict[str, list[str]], problem: str
+) -> None:
+    pod = _pod(initContainers=[_sidecar(env=PROXY_ENV), {"name": "migrate", "image": "m:1"}])
+    runtime = podsim.PodRuntime()
+
+    blocked = SIM.observe(pod, runtime, _secrets(**existing), [], T0)
+    unblocked = SIM.observe(pod, runtime, _secrets(db=["token"]), [], T0 + timedelta(seconds=1))
+
+    proxy = _init(blocked)["proxy"]["state"]["waiting"]
+    assert (proxy["reason"], proxy["message"]) == ("CreateContainerConfigError", problem)
+    assert _init(blocked)["migrate"]["state"]["waiting"]["reason"] == "PodInitializing", "the next one waits"
+    assert _waiting(blocked) == ["PodInitializing"] and blocked.status["phase"] == "Pending"
+    assert _condition(blocked, "Initialized") == "False"
+    assert [e.message for e in blocked.events] == [f"Error: {problem}"]
+    assert "running" in _init(unblocked)["proxy"]["state"] and unblocked.status["phase"] == "Running"
+
+
+def test_a_crash_loop_fault_can_target_a_sidecar_alone() -> None:
+    faults = podsim.parse_faults("- secret: db\n  container: proxy\n  effect: CrashLoop\n")
+    pod = _pod(initContainers=[_sidecar(env=PROXY_ENV)])
+    runtime = podsim.PodRuntime()
+
+    looks = [SIM.observe(pod, runtime, _secrets(db=["token"]), faults, T0 + timedelta(seconds=s)) for s in (0, 2, 4)]
+
+    proxies = [_init(look)["proxy"] for look in looks]
+    assert [p["state"]["waiting"]["reason"] for p in proxies] == ["CrashLoopBackOff"] * 3
+    assert [p["restartCount"] for p in proxies] == [1, 2, 3]
+    assert proxies[-1]["lastState"]["terminated"]["finishedAt"] == "2026-01-01T00:00:04Z"
+    assert looks[-1].status["containerStatuses"][0]["ready"] is True, "the app itself runs fine"
+    assert not _ready(looks[-1]) and looks[-1].wake_at == T0 + timedelta(seconds=6)
+
+
+def test_a_crash_loop_fault_without_a_container_crash_loops_the_sidecars_too() -> None:
+    faults = podsim.parse_faults("- secret: db\n  effect: CrashLoop\n")
+    pod = _pod(initContainers=[{"name": "migrate", "image": "m:1"}, _sidecar(env=PROXY_ENV)])
+
+    observation = SIM.observe(pod, podsim.PodRuntime(), _secrets(db=["token"]), faults, T0)
+
+    assert _init(observation)["proxy"]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert "terminated" in _init(observation)["migrate"]["state"], "a regular init container only runs once"
+    assert _waiting(observation) == ["CrashLoopBackOff"]
+
+
+def test_a_sidecar_with_a_startup_probe_holds_back_the_containers_after_it_until_the_probe_passes() -> None:
+    pod = _pod(initContainers=[_sidecar(startupProbe={"exec": {"command": ["true"]}})])
+    runtime = podsim.PodRuntime()
+
+    starting = SIM.observe(pod, runtime, _secrets(), [], T0)
+    started = SIM.observe(pod, runtime, _secrets(), [], T0 + timedelta(seconds=1))
+
+    assert _init(starting)["proxy"]["started"] is False and _waiting(starting) == ["PodInitializing"]
+    assert starting.wake_at == T0 + timedelta(seconds=1)
+    assert _init(started)["proxy"]["started"] is True and started.status["phase"] == "Running"
+
+
+def test_a_job_pods_sidecar_is_stopped_once_the_job_is_done() -> None:
+    pod = _pod(restartPolicy="Never", initContainers=[_sidecar()])
+    runtime = podsim.PodRuntime()
+    SIM.observe(pod, runtime, _secrets(), [], T0)
+
+    done = SIM.observe(pod, runtime, _secrets(), [], T0 + timedelta(seconds=1))
+
+    assert done.status["phase"] == "Succeeded"
+    assert _init(done)["proxy"]["state"]["terminated"]["finishedAt"] == "2026-01-01T00:00:01Z"
+
+
+def test_a_started_sidecar_is_remembered_from_the_pods_status() -> None:
+    pod = _pod(initContainers=[_sidecar(env=PROXY_ENV)])
+    pod["status"] = {
+        "initContainerStatuses": [{"name": "proxy", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}],
+        "containerStatuses": [{"name": "app", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}],
+    }
+    runtime = podsim.PodRuntime.from_status(pod, T0 + timedelta(hours=1))
+
+    observation = SIM.observe(pod, runtime, _secrets(), [], T0 + timedelta(hours=1))
+
+    assert runtime.started == {"proxy": T0, "app": T0}
+    assert _ready(observation), "a started sidecar keeps running when its Secret goes away"
+
+
+def test_a_fault_container_must_be_a_name() -> None:
+    with pytest.raises(ValueError, match=r"faults.yaml\[0\].container must name a container"):
+        podsim.parse_faults("- secret: db\n  container: [proxy]\n  effect: CrashLoop\n")

@@ -533,6 +533,36 @@ def test_rewrite_reaches_every_container_list(field: str, kind: RefKind) -> None
     assert [found.secret for found in secret_references(rewritten)] == ["t"]
 
 
+def test_a_native_sidecar_is_a_consumer_found_read_for_keys_and_rewritten() -> None:
+    # Kubernetes 1.29+: an init container with restartPolicy Always runs beside the app.
+    sidecar = {
+        "name": "proxy",
+        "restartPolicy": "Always",
+        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "db", "key": "token"}}}],
+        "envFrom": [{"secretRef": {"name": "db"}}],
+        "volumeMounts": [{"name": "creds", "mountPath": "/creds"}],
+    }
+    spec = {
+        "initContainers": [sidecar],
+        "containers": [{"name": "app"}],
+        "volumes": [{"name": "creds", "secret": {"secretName": "db"}}],
+    }
+
+    found = [(r.kind, r.where) for r in references_to(spec, "db")]
+    rewritten, count = rewrite_secret_references(spec, "db", "db-v2")
+
+    assert found == [
+        (RefKind.ENV_KEY, "initContainers[proxy].env[TOKEN]"),
+        (RefKind.ENV_FROM, "initContainers[proxy].envFrom"),
+        (RefKind.VOLUME, "volumes[creds]"),
+    ]
+    assert [(m.ref.where, m.key) for m in missing_keys(spec, "db", {"password"})] == [
+        ("initContainers[proxy].env[TOKEN]", "token")
+    ]
+    assert count == 3 and referenced_secrets(rewritten) == {"db-v2"}
+    assert rewritten["initContainers"][0]["restartPolicy"] == "Always", "nothing but the names changes"
+
+
 def test_rewrite_never_mutates_its_input_and_returns_an_independent_copy() -> None:
     original = full_pod_spec()
     snapshot = copy.deepcopy(original)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from secretrotation.core.objects import parse_timestamp
-from secretrotation.core.pods import FAIL_FAST_WAITING_REASONS, PodState, PodVerdict, pod_verdict
+from secretrotation.core.pods import FAIL_FAST_WAITING_REASONS, PodState, PodVerdict, pod_verdict, stable_at
 from secretrotation.core.rollout import (
     RolloutReason,
     RolloutStatus,
@@ -483,8 +483,10 @@ def pod(
     ready_since: str | None = ago(60),
     containers: list[dict[str, Any]] | None = None,
     init_containers: list[dict[str, Any]] | None = None,
+    sidecars: frozenset[str] = frozenset(),
     deleting: bool = False,
 ) -> dict[str, Any]:
+    """A pod; the init containers named in ``sidecars`` are native sidecars (``restartPolicy: Always``)."""
     ready_condition: dict[str, Any] = {
         "type": "Ready",
         "status": "True" if ready else "False",
@@ -494,10 +496,17 @@ def pod(
     metadata: dict[str, Any] = {"name": "web-1"}
     if deleting:
         metadata["deletionTimestamp"] = ago(1)
+    init_specs = [
+        {"name": status["name"], **({"restartPolicy": "Always"} if status["name"] in sidecars else {})}
+        for status in init_containers or []
+    ]
     return {
         "kind": "Pod",
         "metadata": metadata,
-        "spec": {"containers": [{"name": "app", "env": [{"name": "PW", "value": SECRET_TEXT}]}]},
+        "spec": {
+            "initContainers": init_specs,
+            "containers": [{"name": "app", "env": [{"name": "PW", "value": SECRET_TEXT}]}],
+        },
         "status": {
             "conditions": [{"type": "Initialized", "status": "True"}, ready_condition],
             "initContainerStatuses": init_containers or [],
@@ -538,7 +547,18 @@ def test_an_init_container_waiting_for_a_fail_fast_reason_fails_the_pod() -> Non
         )
     )
     assert_verdict(result, PodState.FAILED, "CreateContainerConfigError")
-    assert "init container migrate" in result.message
+    assert result.message == "pod web-1: init container migrate is waiting: CreateContainerConfigError"
+
+
+@pytest.mark.parametrize("reason", ["CrashLoopBackOff", "CreateContainerConfigError"])
+def test_a_sidecar_waiting_for_a_fail_fast_reason_fails_the_pod_and_is_named_a_sidecar(reason: str) -> None:
+    init = [container_status("proxy", ready=False, waiting_reason=reason, restarts=3)]
+    obj = pod(ready=False, init_containers=init, sidecars=frozenset({"proxy"}))
+
+    result = verdict(obj)
+
+    assert_verdict(result, PodState.FAILED, reason)
+    assert result.message == f"pod web-1: sidecar container proxy is waiting: {reason}"
 
 
 def test_fail_fast_reasons_win_over_termination() -> None:
@@ -714,10 +734,46 @@ def test_a_ready_pod_is_stable_only_after_the_window_since_its_last_change(
     assert result.message == message
 
 
-def test_an_init_container_restart_also_restarts_the_stability_window() -> None:
-    init = [container_status("proxy", last_finished=ago(5))]
-    result = verdict(pod(init_containers=init))
+def test_a_sidecar_restart_restarts_the_stability_window_like_a_container_restart() -> None:
+    init = [container_status("proxy", restarts=1, last_finished=ago(5))]
+    result = verdict(pod(init_containers=init, sidecars=frozenset({"proxy"})))
     assert_verdict(result, PodState.WAITING, "Stabilizing")
+    assert result.message == "pod web-1 is Ready; 25s left until it has been stable for 30s"
+
+
+def test_an_unready_sidecar_is_named_among_the_containers_not_ready() -> None:
+    init = [container_status("proxy", ready=False)]
+    result = verdict(pod(ready=False, init_containers=init, sidecars=frozenset({"proxy"})))
+    assert_verdict(result, PodState.WAITING, "NotReady")
+    assert result.message == "pod web-1 is not Ready; containers not ready: proxy (sidecar)"
+
+
+def test_a_completed_init_container_is_not_named_among_the_containers_not_ready() -> None:
+    completed = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ago(20)}}
+    init = [{**container_status("migrate", ready=False), "state": completed}]
+    result = verdict(pod(ready=False, init_containers=init, containers=[container_status(ready=False)]))
+    assert result.message == "pod web-1 is not Ready; containers not ready: app"
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        pytest.param(pod(ready_since=ago(60)), NOW - timedelta(seconds=30), id="ready"),
+        pytest.param(
+            pod(
+                ready_since=ago(60),
+                init_containers=[container_status("proxy", restarts=1, last_finished=ago(5))],
+                sidecars=frozenset({"proxy"}),
+            ),
+            NOW + timedelta(seconds=25),
+            id="sidecar-restarted-since",
+        ),
+        pytest.param(pod(ready=False), None, id="not-ready"),
+        pytest.param(pod(ready_since=None), None, id="no-timestamps"),
+    ],
+)
+def test_stable_at_counts_from_the_last_change_as_the_verdict_does(obj: dict[str, Any], expected: Any) -> None:
+    assert stable_at(obj, STABLE_FOR) == expected
 
 
 def test_remaining_seconds_round_up_so_a_pod_is_never_called_stable_early() -> None:

@@ -198,6 +198,9 @@ DONE = RolloutStatus(True, False, RolloutReason.ROLLOUT_COMPLETE, "rolled out")
 STABLE = PodVerdict("web-1", PodState.STABLE, "Stable", "stable")
 
 
+SIDECAR_CRASHING = "pod web-2: sidecar container proxy is waiting: CrashLoopBackOff"
+
+
 def view(**overrides: Any) -> health.TargetView:
     return health.TargetView(
         label=overrides.get("label", "Deployment web"),
@@ -224,8 +227,8 @@ def view(**overrides: Any) -> health.TargetView:
         ),
         pytest.param(
             health.no_new_pod_failed,
-            view(verdicts=(PodVerdict("web-2", PodState.FAILED, "CrashLoopBackOff", "crash"),)),
-            "Deployment web: pod web-2: CrashLoopBackOff",
+            view(verdicts=(PodVerdict("web-2", PodState.FAILED, "CrashLoopBackOff", SIDECAR_CRASHING),)),
+            f"Deployment web: {SIDECAR_CRASHING}",
             id="pod-failed",
         ),
         pytest.param(

@@ -20,6 +20,7 @@ records the ``go.sum`` it was built from, so an interrupted or outdated build st
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import os
 import shutil
@@ -101,7 +102,11 @@ def find() -> Binaries:
     minor = selected_minor()
     target = cache_dir(minor)
     if not _is_current(target, _stamp(minor)):
-        build(minor, target)
+        target.mkdir(parents=True, exist_ok=True)
+        with open(target / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then look again
+            if not _is_current(target, _stamp(minor)):
+                build(minor, target)
     return from_folder(target / "bin")
 
 

@@ -11,7 +11,14 @@ The rules follow the real kubelet wherever they matter to secret rotation:
   starts once it appears;
 * a container that has started keeps running when its Secret goes away: env
   values were resolved at start and mounted files stay;
-* otherwise containers run, and the pod turns Ready after a readiness delay.
+* init containers start one at a time, in order, before the main containers: a
+  regular one runs to completion, a native sidecar (``restartPolicy: Always``,
+  Kubernetes 1.29+) keeps running beside them once it has started (with a
+  ``startupProbe``, once that passed, after the readiness delay); a sidecar is
+  reported in ``initContainerStatuses`` and is crash-looped by faults like any
+  running container;
+* otherwise containers run, and the pod turns Ready after a readiness delay,
+  once every main container and every sidecar is ready.
 
 Faults are injected per namespace with a ConfigMap named ``sim-kubelet-faults``
 whose ``faults.yaml`` key holds a list of rules, for example::
@@ -20,8 +27,12 @@ whose ``faults.yaml`` key holds a list of rules, for example::
       effect: CrashLoop             # ... crash-loop, restartCount rising
     - serviceAccount: deployer-v2   # pods running as this account ...
       effect: NeverReady            # ... run but never pass readiness
+    - secret: db-credentials-v2     # in pods that reference this Secret, ...
+      container: proxy              # ... only this container (a sidecar, say) ...
+      effect: CrashLoop             # ... crash-loops
 
-Effects: ``CrashLoop`` and ``NeverReady``.
+Effects: ``CrashLoop`` and ``NeverReady``. Without ``container`` a rule affects
+every container that keeps running: the main containers and the sidecars.
 
 Nothing here reads a secret value: the kubelet only knows which keys exist.
 """
@@ -30,18 +41,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
 
+from secretrotation_dev.devcluster.containers import completed, format_time, parse_time, running, waiting
+from secretrotation_dev.devcluster.secretchecks import (
+    SecretKeys,
+    config_problem,
+    mount_problems,
+    pull_problems,
+    referenced_secrets,
+)
+
 FAULTS_CONFIGMAP = "sim-kubelet-faults"
 FAULTS_KEY = "faults.yaml"
 READINESS_DELAY_ANNOTATION = "sim.secretrotation.dev/readiness-delay-seconds"
-
-SecretKeys = Callable[[str, str], frozenset[str] | None]
-"""(namespace, name) -> the keys of that Secret, or None when it does not exist."""
 
 
 class Effect(enum.Enum):
@@ -51,17 +68,23 @@ class Effect(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
+    """An effect on the pods a rule matches; on one container of theirs when ``container`` is set."""
+
     effect: Effect
     secret: str | None = None
     service_account: str | None = None
+    container: str | None = None
 
     def matches(self, pod: Mapping[str, Any]) -> bool:
         spec = pod.get("spec") or {}
-        if self.secret is not None and self.secret not in _referenced_secrets(spec):
+        if self.secret is not None and self.secret not in referenced_secrets(spec):
             return False
         if self.service_account is not None and self.service_account != _service_account(spec):
             return False
         return self.secret is not None or self.service_account is not None
+
+    def affects(self, container: Mapping[str, Any]) -> bool:
+        return self.container is None or self.container == container.get("name")
 
 
 def parse_faults(text: str) -> list[Fault]:
@@ -81,16 +104,21 @@ def parse_faults(text: str) -> list[Fault]:
             raise ValueError(f"{FAULTS_KEY}[{index}].effect must be one of {[e.value for e in Effect]}") from None
         if "secret" not in rule and "serviceAccount" not in rule:
             raise ValueError(f"{FAULTS_KEY}[{index}] needs a secret or a serviceAccount to match")
-        faults.append(Fault(effect, rule.get("secret"), rule.get("serviceAccount")))
+        container = rule.get("container")
+        if container is not None and not (isinstance(container, str) and container):
+            raise ValueError(f"{FAULTS_KEY}[{index}].container must name a container")
+        faults.append(Fault(effect, rule.get("secret"), rule.get("serviceAccount"), container))
     return faults
 
 
 @dataclasses.dataclass
 class PodRuntime:
-    """What the simulated container runtime remembers about one pod."""
+    """What the simulated container runtime remembers about one pod.
+
+    ``started`` holds when each container (init, sidecar or main) was first started.
+    """
 
     started: dict[str, datetime] = dataclasses.field(default_factory=dict)
-    init_done: bool = False
     transitions: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)
     events_posted: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
@@ -99,20 +127,16 @@ class PodRuntime:
         """Rebuild the runtime of a pod a previous kubelet process already started."""
         runtime = cls()
         status = pod.get("status") or {}
-        for cs in status.get("containerStatuses") or []:
+        for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
             state = cs.get("state") or {}
             if "running" in state or cs.get("restartCount", 0) > 0 or "terminated" in state:
-                started_at = (state.get("running") or {}).get("startedAt")
-                runtime.started[cs["name"]] = _parse_time(started_at) if started_at else now
-        init_statuses = status.get("initContainerStatuses") or []
-        runtime.init_done = bool(runtime.started) or (
-            bool(init_statuses) and all("terminated" in (s.get("state") or {}) for s in init_statuses)
-        )
+                started_at = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+                runtime.started[cs["name"]] = parse_time(started_at) if started_at else now
         for condition in status.get("conditions") or []:
             if condition.get("lastTransitionTime"):
                 runtime.transitions[condition["type"]] = (
                     condition["status"],
-                    _parse_time(condition["lastTransitionTime"]),
+                    parse_time(condition["lastTransitionTime"]),
                 )
         return runtime
 
@@ -133,93 +157,31 @@ class Observation:
     wake_at: datetime | None
 
 
-def _referenced_secrets(spec: Mapping[str, Any]) -> set[str]:
-    names = {s.get("name") for s in spec.get("imagePullSecrets") or []}
-    for volume in spec.get("volumes") or []:
-        if volume.get("secret"):
-            names.add(volume["secret"].get("secretName"))
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if source.get("secret"):
-                names.add(source["secret"].get("name"))
-    for container in _all_containers(spec):
-        for env in container.get("env") or []:
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-            if ref:
-                names.add(ref.get("name"))
-        for source in container.get("envFrom") or []:
-            if source.get("secretRef"):
-                names.add(source["secretRef"].get("name"))
-    names.discard(None)
-    return {str(n) for n in names}
+def is_sidecar(container: Mapping[str, Any]) -> bool:
+    """A native sidecar: an init container that keeps running (``restartPolicy: Always``)."""
+    return container.get("restartPolicy") == "Always"
 
 
 def _service_account(spec: Mapping[str, Any]) -> str:
     return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
 
 
-def _all_containers(spec: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    yield from spec.get("initContainers") or []
-    yield from spec.get("containers") or []
+@dataclasses.dataclass
+class _Look:
+    """One observation in the making: what the containers report, and what it found."""
 
+    now: datetime
+    ready_after: timedelta
+    effects: list[Fault]
+    events: list[PodEvent] = dataclasses.field(default_factory=list)
+    wake_at: datetime | None = None
+    all_ready: bool = True
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    def wake(self, at: datetime) -> None:
+        self.wake_at = at if self.wake_at is None or at < self.wake_at else self.wake_at
 
-
-def _format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def mount_problems(namespace: str, spec: Mapping[str, Any], secret_keys: SecretKeys) -> list[str]:
-    """FailedMount messages for secret volumes that cannot be set up."""
-    problems = []
-    for volume in spec.get("volumes") or []:
-        sources = []
-        if volume.get("secret"):
-            source = volume["secret"]
-            sources.append((source.get("secretName"), source.get("optional"), source.get("items")))
-        for projected in (volume.get("projected") or {}).get("sources") or []:
-            if projected.get("secret"):
-                source = projected["secret"]
-                sources.append((source.get("name"), source.get("optional"), source.get("items")))
-        for secret, optional, items in sources:
-            if optional:
-                continue
-            keys = secret_keys(namespace, secret)
-            prefix = f'MountVolume.SetUp failed for volume "{volume.get("name")}" : '
-            if keys is None:
-                problems.append(f'{prefix}secret "{secret}" not found')
-                continue
-            for item in items or []:
-                if item.get("key") not in keys:
-                    problems.append(f"{prefix}couldn't find key {item.get('key')} in Secret {namespace}/{secret}")
-    return problems
-
-
-def pull_problems(namespace: str, spec: Mapping[str, Any], secret_keys: SecretKeys) -> list[str]:
-    return [
-        f'Unable to retrieve image pull secret "{ref.get("name")}": secret not found'
-        for ref in spec.get("imagePullSecrets") or []
-        if secret_keys(namespace, ref.get("name", "")) is None
-    ]
-
-
-def config_problem(namespace: str, container: Mapping[str, Any], secret_keys: SecretKeys) -> str | None:
-    """Why the kubelet cannot build this container's environment, or None."""
-    for env in container.get("env") or []:
-        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-        if not ref or ref.get("optional"):
-            continue
-        keys = secret_keys(namespace, ref.get("name", ""))
-        if keys is None:
-            return f'secret "{ref.get("name")}" not found'
-        if ref.get("key") not in keys:
-            return f"couldn't find key {ref.get('key')} in Secret {namespace}/{ref.get('name')}"
-    for source in container.get("envFrom") or []:
-        ref = source.get("secretRef")
-        if ref and not ref.get("optional") and secret_keys(namespace, ref.get("name", "")) is None:
-            return f'secret "{ref.get("name")}" not found'
-    return None
+    def effects_on(self, container: Mapping[str, Any]) -> set[Effect]:
+        return {fault.effect for fault in self.effects if fault.affects(container)}
 
 
 class PodSimulator:
@@ -239,72 +201,99 @@ class PodSimulator:
     ) -> Observation:
         namespace = pod["metadata"]["namespace"]
         spec = pod.get("spec") or {}
-        effects = {fault.effect for fault in faults if fault.matches(pod)}
-        events: list[PodEvent] = []
+        look = _Look(now, self._readiness_delay(pod), [fault for fault in faults if fault.matches(pod)])
         containers = list(spec.get("containers") or [])
         init_containers = list(spec.get("initContainers") or [])
 
         if not runtime.started:
             problems = mount_problems(namespace, spec, secret_keys)
             if problems:
-                events += [PodEvent("FailedMount", p) for p in problems]
-                return self._pending(pod, runtime, now, containers, "ContainerCreating", events)
+                look.events += [PodEvent("FailedMount", p) for p in problems]
+                return self._pending(pod, runtime, look, containers, "ContainerCreating")
             problems = pull_problems(namespace, spec, secret_keys)
             if problems:
-                events += [PodEvent("Failed", p) for p in problems]
-                return self._pending(pod, runtime, now, containers, "ImagePullBackOff", events)
+                look.events += [PodEvent("Failed", p) for p in problems]
+                return self._pending(pod, runtime, look, containers, "ImagePullBackOff")
 
-        init_statuses = []
-        if not runtime.init_done:
-            for container in init_containers:
+        init_statuses, initialized = self._init_containers(namespace, init_containers, runtime, secret_keys, look)
+        if not initialized:
+            return self._pending(pod, runtime, look, containers, "PodInitializing", init_statuses)
+        run_to_completion = spec.get("restartPolicy") in ("Never", "OnFailure")
+        statuses = self._main_containers(namespace, containers, runtime, secret_keys, look, run_to_completion)
+        if run_to_completion and statuses and all("terminated" in s["state"] for s in statuses):
+            # The main containers are done: the kubelet stops the sidecars, and the pod has succeeded.
+            finished = max(parse_time(s["state"]["terminated"]["finishedAt"]) for s in statuses)
+            init_statuses = [completed(c, finished, runtime.started[c["name"]]) for c in init_containers]
+            phase, look.all_ready = "Succeeded", False
+        else:
+            phase = "Running" if any(c["name"] in runtime.started for c in containers) else "Pending"
+        look.all_ready = look.all_ready and bool(containers)
+        status = self._status(pod, runtime, now, phase, look.all_ready, statuses, init_statuses, initialized=True)
+        return Observation(status, _fresh(runtime, look.events), look.wake_at)
+
+    def _init_containers(
+        self,
+        namespace: str,
+        init_containers: list[Mapping[str, Any]],
+        runtime: PodRuntime,
+        secret_keys: SecretKeys,
+        look: _Look,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Their statuses, and whether all have run (or, sidecars, started): one at a time, in order."""
+        statuses: list[dict[str, Any]] = []
+        for index, container in enumerate(init_containers):
+            name = container["name"]
+            later = [waiting(c, "PodInitializing") for c in init_containers[index + 1 :]]
+            if name not in runtime.started:
                 problem = config_problem(namespace, container, secret_keys)
                 if problem:
-                    events.append(PodEvent("Failed", f"Error: {problem}"))
-                    init_statuses.append(_waiting(container, "CreateContainerConfigError", problem))
-                    init_statuses += [_waiting(c, "PodInitializing") for c in init_containers[len(init_statuses) :]]
-                    return self._pending(pod, runtime, now, containers, "PodInitializing", events, init_statuses)
-            runtime.init_done = True
-        init_statuses = [_completed(c, now) for c in init_containers]
+                    look.events.append(PodEvent("Failed", f"Error: {problem}"))
+                    return [*statuses, waiting(container, "CreateContainerConfigError", problem), *later], False
+                runtime.started[name] = look.now
+            started = runtime.started[name]
+            if not is_sidecar(container):
+                statuses.append(completed(container, started))
+                continue
+            sidecar = self._long_running(container, started, look)
+            statuses.append(sidecar)
+            # Without a startupProbe a sidecar counts as started once it runs; with one, once the probe
+            # passes (after the readiness delay here), which a crash-looping sidecar never does.
+            startup_passes = started + look.ready_after
+            if container.get("startupProbe") and (look.now < startup_passes or "waiting" in sidecar["state"]):
+                sidecar["started"] = False
+                if look.now < startup_passes:
+                    look.wake(startup_passes)
+                return [*statuses, *later], False
+        return statuses, True
 
+    def _main_containers(
+        self,
+        namespace: str,
+        containers: list[Mapping[str, Any]],
+        runtime: PodRuntime,
+        secret_keys: SecretKeys,
+        look: _Look,
+        run_to_completion: bool,
+    ) -> list[dict[str, Any]]:
         statuses = []
-        wake_at: datetime | None = None
-        all_ready = bool(containers)
-        run_to_completion = spec.get("restartPolicy") in ("Never", "OnFailure")
-        delay = self._readiness_delay(pod)
         for container in containers:
             name = container["name"]
             if name not in runtime.started:
                 problem = config_problem(namespace, container, secret_keys)
                 if problem:
-                    events.append(PodEvent("Failed", f"Error: {problem}"))
-                    statuses.append(_waiting(container, "CreateContainerConfigError", problem))
-                    all_ready = False
+                    look.events.append(PodEvent("Failed", f"Error: {problem}"))
+                    statuses.append(waiting(container, "CreateContainerConfigError", problem))
+                    look.all_ready = False
                     continue
-                runtime.started[name] = now
+                runtime.started[name] = look.now
             started = runtime.started[name]
-            if Effect.CRASH_LOOP in effects:
-                status, next_crash = self._crash_looping(container, started, now)
-                statuses.append(status)
-                wake_at = _earliest(wake_at, next_crash)
-                all_ready = False
-                continue
-            ready_at = started + delay
-            if run_to_completion and now >= ready_at:
-                statuses.append(_completed(container, ready_at, started))
-                continue
-            ready = now >= ready_at and Effect.NEVER_READY not in effects
-            if not ready and Effect.NEVER_READY not in effects:
-                wake_at = _earliest(wake_at, ready_at)
-            all_ready = all_ready and ready
-            statuses.append(_running(container, started, ready))
-
-        if run_to_completion and statuses and all("terminated" in s["state"] for s in statuses):
-            phase = "Succeeded"
-            all_ready = False
-        else:
-            phase = "Running" if runtime.started else "Pending"
-        status = self._status(pod, runtime, now, phase, all_ready, statuses, init_statuses, initialized=True)
-        return Observation(status, _fresh(runtime, events), wake_at)
+            finished = started + look.ready_after
+            crashing = Effect.CRASH_LOOP in look.effects_on(container)
+            if run_to_completion and not crashing and look.now >= finished:
+                statuses.append(completed(container, finished, started))
+            else:
+                statuses.append(self._long_running(container, started, look))
+        return statuses
 
     def _readiness_delay(self, pod: Mapping[str, Any]) -> timedelta:
         annotation = (pod["metadata"].get("annotations") or {}).get(READINESS_DELAY_ANNOTATION)
@@ -313,20 +302,35 @@ class PodSimulator:
         except ValueError:
             return self.readiness_delay
 
+    def _long_running(self, container: Mapping[str, Any], started: datetime, look: _Look) -> dict[str, Any]:
+        """The status of a main container or a sidecar that has started; its readiness joins the pod's."""
+        effects = look.effects_on(container)
+        if Effect.CRASH_LOOP in effects:
+            status, next_crash = self._crash_looping(container, started, look.now)
+            look.wake(next_crash)
+            look.all_ready = False
+            return status
+        ready_at = started + look.ready_after
+        ready = look.now >= ready_at and Effect.NEVER_READY not in effects
+        if not ready and Effect.NEVER_READY not in effects:
+            look.wake(ready_at)
+        look.all_ready = look.all_ready and ready
+        return running(container, started, ready)
+
     def _crash_looping(
         self, container: Mapping[str, Any], started: datetime, now: datetime
     ) -> tuple[dict[str, Any], datetime]:
         """A container that exits right after each start; restarts every crash_interval."""
         crashes = int((now - started) / self.crash_interval) + 1
         last_crash = started + self.crash_interval * (crashes - 1)
-        status = _waiting(container, "CrashLoopBackOff", f"back-off restarting failed container {container['name']}")
+        status = waiting(container, "CrashLoopBackOff", f"back-off restarting failed container {container['name']}")
         status["restartCount"] = crashes
         status["lastState"] = {
             "terminated": {
                 "exitCode": 1,
                 "reason": "Error",
-                "startedAt": _format_time(last_crash),
-                "finishedAt": _format_time(last_crash),
+                "startedAt": format_time(last_crash),
+                "finishedAt": format_time(last_crash),
             }
         }
         return status, started + self.crash_interval * crashes
@@ -335,17 +339,16 @@ class PodSimulator:
         self,
         pod: Mapping[str, Any],
         runtime: PodRuntime,
-        now: datetime,
+        look: _Look,
         containers: list[Mapping[str, Any]],
         reason: str,
-        events: list[PodEvent],
         init_statuses: list[dict[str, Any]] | None = None,
     ) -> Observation:
-        statuses = [_waiting(c, reason) for c in containers]
+        statuses = [waiting(c, reason) for c in containers]
         status = self._status(
-            pod, runtime, now, "Pending", False, statuses, init_statuses or [], initialized=init_statuses is None
+            pod, runtime, look.now, "Pending", False, statuses, init_statuses or [], initialized=init_statuses is None
         )
-        return Observation(status, _fresh(runtime, events), None)
+        return Observation(status, _fresh(runtime, look.events), look.wake_at)
 
     def _status(
         self,
@@ -364,7 +367,7 @@ class PodSimulator:
             previous = runtime.transitions.get(kind)
             if previous is None or previous[0] != text:
                 runtime.transitions[kind] = (text, now)
-            return {"type": kind, "status": text, "lastTransitionTime": _format_time(runtime.transitions[kind][1])}
+            return {"type": kind, "status": text, "lastTransitionTime": format_time(runtime.transitions[kind][1])}
 
         existing = pod.get("status") or {}
         status: dict[str, Any] = {
@@ -376,7 +379,7 @@ class PodSimulator:
                 condition("PodScheduled", True),
             ],
             "containerStatuses": statuses,
-            "startTime": existing.get("startTime") or _format_time(now),
+            "startTime": existing.get("startTime") or format_time(now),
             "hostIP": "127.0.0.1",
             "qosClass": existing.get("qosClass", "BestEffort"),
         }
@@ -390,49 +393,6 @@ def _fresh(runtime: PodRuntime, events: list[PodEvent]) -> tuple[PodEvent, ...]:
     fresh = tuple(e for e in dict.fromkeys(events) if (e.reason, e.message) not in runtime.events_posted)
     runtime.events_posted.update((e.reason, e.message) for e in fresh)
     return fresh
-
-
-def _earliest(current: datetime | None, candidate: datetime) -> datetime:
-    return candidate if current is None or candidate < current else current
-
-
-def _base(container: Mapping[str, Any]) -> dict[str, Any]:
-    image = container.get("image", "")
-    return {"name": container["name"], "image": image, "imageID": f"sim://{image}", "restartCount": 0}
-
-
-def _waiting(container: Mapping[str, Any], reason: str, message: str | None = None) -> dict[str, Any]:
-    waiting = {"reason": reason}
-    if message:
-        waiting["message"] = message
-    return {**_base(container), "ready": False, "started": False, "state": {"waiting": waiting}}
-
-
-def _running(container: Mapping[str, Any], started: datetime, ready: bool) -> dict[str, Any]:
-    return {
-        **_base(container),
-        "ready": ready,
-        "started": True,
-        "containerID": f"sim://{container['name']}",
-        "state": {"running": {"startedAt": _format_time(started)}},
-    }
-
-
-def _completed(container: Mapping[str, Any], finished: datetime, started: datetime | None = None) -> dict[str, Any]:
-    return {
-        **_base(container),
-        "ready": False,
-        "started": False,
-        "containerID": f"sim://{container['name']}",
-        "state": {
-            "terminated": {
-                "exitCode": 0,
-                "reason": "Completed",
-                "startedAt": _format_time(started or finished),
-                "finishedAt": _format_time(finished),
-            }
-        },
-    }
 
 
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

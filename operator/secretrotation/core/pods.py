@@ -4,6 +4,13 @@ Containers stuck in a waiting reason that will not clear by itself, volumes
 that fail to mount, and a stability window after Ready, so that a pod that
 crashes a few seconds after starting is not taken for healthy. Pure functions
 over pods as the API returns them in JSON.
+
+Native sidecars (Kubernetes 1.29+: an init container with ``restartPolicy:
+Always``) count as the kubelet counts them: they keep running beside the main
+containers, their readiness is part of the pod's, and their restarts are exits.
+A regular init container only has to finish; once it has, it says nothing about
+the pod's health. Only the pod's spec tells the two apart: a container status
+does not carry the restart policy.
 """
 
 from __future__ import annotations
@@ -74,16 +81,29 @@ def pod_verdict(
 ) -> PodVerdict:
     """Whether ``pod`` has failed, is still settling, or is stable.
 
-    Checks, first match wins: a container or init container waiting with a
-    reason in FAIL_FAST_WAITING_REASONS (FAILED); a ``FailedMount`` Event seen
+    Checks, first match wins: a container, sidecar or init container waiting
+    with a reason in FAIL_FAST_WAITING_REASONS (FAILED); a ``FailedMount`` Event seen
     since ``mount_failure_since`` on a pod still not Ready after ``mount_grace``
     (FAILED); deletion under way (WAITING ``Terminating``); not Ready (WAITING
     ``NotReady``); Ready for less than ``stable_for`` since it last turned Ready
-    or a container last exited (WAITING ``Stabilizing``); otherwise STABLE.
+    or a container or sidecar last exited (WAITING ``Stabilizing``); otherwise STABLE.
     ``now`` and ``mount_failure_since`` must be timezone-aware.
     """
     failure = _failure_verdict(pod, now, mount_failure_since, mount_grace)
     return failure if failure is not None else _readiness_verdict(pod, now, stable_for)
+
+
+def stable_at(pod: Mapping[str, Any], stable_for: timedelta) -> datetime | None:
+    """When a Ready pod will have been stable for ``stable_for``; None if it is not Ready or has no timestamps.
+
+    Counted from its last change, as ``pod_verdict`` counts: turning Ready, or a
+    container or sidecar exiting.
+    """
+    ready = _ready_condition(pod)
+    if ready is None:
+        return None
+    last_change = max(_stability_events(pod, ready), default=None)
+    return last_change + stable_for if last_change is not None else None
 
 
 def mount_check_at(pod: Mapping[str, Any]) -> datetime | None:
@@ -116,12 +136,7 @@ def _failure_verdict(
     name = name_of(pod)
     for container, reason in _waiting_reasons(pod):
         if reason in FAIL_FAST_WAITING_REASONS:
-            return PodVerdict(
-                name,
-                PodState.FAILED,
-                reason,
-                f"pod {name}: container {container} is waiting: {reason}",
-            )
+            return PodVerdict(name, PodState.FAILED, reason, f"pod {name}: {container.label} is waiting: {reason}")
     if mount_failure_since is None or _ready_condition(pod) is not None:
         return None
     failing_for = now - mount_failure_since
@@ -172,40 +187,64 @@ def _ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+class _Kind(enum.Enum):
+    INIT = "init container"  # runs to completion before the others start
+    SIDECAR = "sidecar container"  # an init container with restartPolicy Always
+    MAIN = "container"
+
+
+@dataclass(frozen=True)
+class _Container:
+    name: str
+    kind: _Kind
+    status: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value} {self.name}"
+
+    @property
+    def runs_with_the_pod(self) -> bool:
+        """Its readiness is part of the pod's and its exits are restarts: a main container or a sidecar."""
+        return self.kind is not _Kind.INIT
+
+
+def _containers(pod: Mapping[str, Any]) -> Iterator[_Container]:
+    """Each container status, init containers first, with what kind of container it is."""
+    status = mapping(pod.get("status"))
+    sidecars = _sidecar_names(pod)
+    for init_status in mappings(status.get("initContainerStatuses")):
+        name = str_at(init_status, "name")
+        yield _Container(name, _Kind.SIDECAR if name in sidecars else _Kind.INIT, init_status)
+    for container_status in mappings(status.get("containerStatuses")):
+        yield _Container(str_at(container_status, "name"), _Kind.MAIN, container_status)
+
+
+def _sidecar_names(pod: Mapping[str, Any]) -> frozenset[str]:
+    init_containers = mappings(mapping(pod.get("spec")).get("initContainers"))
+    return frozenset(str_at(c, "name") for c in init_containers if c.get("restartPolicy") == "Always")
+
+
 def _stability_events(pod: Mapping[str, Any], ready: Mapping[str, Any]) -> Iterator[datetime]:
-    """When the pod last turned Ready and when each container last exited."""
+    """When the pod last turned Ready and when each container or sidecar last exited."""
     yield from _timestamp(ready.get("lastTransitionTime"))
-    for _, status in _container_statuses(pod):
-        terminated = mapping(mapping(status.get("lastState")).get("terminated"))
-        yield from _timestamp(terminated.get("finishedAt"))
+    for container in _containers(pod):
+        if container.runs_with_the_pod:
+            terminated = mapping(mapping(container.status.get("lastState")).get("terminated"))
+            yield from _timestamp(terminated.get("finishedAt"))
 
 
-def _waiting_reasons(pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    for container, status in _container_statuses(pod):
-        reason = mapping(mapping(status.get("state")).get("waiting")).get("reason")
+def _waiting_reasons(pod: Mapping[str, Any]) -> Iterator[tuple[_Container, str]]:
+    for container in _containers(pod):
+        reason = mapping(mapping(container.status.get("state")).get("waiting")).get("reason")
         if isinstance(reason, str):
             yield container, reason
 
 
 def _unready_containers(pod: Mapping[str, Any]) -> Iterator[str]:
-    statuses = mapping(pod.get("status")).get("containerStatuses")
-    for status in mappings(statuses):
-        if status.get("ready") is not True:
-            yield str_at(status, "name")
-
-
-def _container_statuses(
-    pod: Mapping[str, Any],
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(container label, status) for init containers, then containers."""
-    status = mapping(pod.get("status"))
-    for field, label in (
-        ("initContainerStatuses", "init container"),
-        ("containerStatuses", ""),
-    ):
-        for container_status in mappings(status.get(field)):
-            container = str_at(container_status, "name")
-            yield (f"{label} {container}".strip(), container_status)
+    for container in _containers(pod):
+        if container.runs_with_the_pod and container.status.get("ready") is not True:
+            yield f"{container.name} (sidecar)" if container.kind is _Kind.SIDECAR else container.name
 
 
 def _timestamp(value: Any) -> Iterator[datetime]:

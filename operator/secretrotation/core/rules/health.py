@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from secretrotation.core import pods, rollout
-from secretrotation.core.objects import parse_time
 from secretrotation.core.record import Target
 from secretrotation.core.rules import Finding, first
 from secretrotation.core.world import Obj, Observed
@@ -61,9 +60,11 @@ def replicas_can_be_created(view: TargetView) -> Finding | None:
 
 
 def no_new_pod_failed(view: TargetView) -> Finding | None:
+    # The verdict's message names the pod, the container (or sidecar, or init container) and the
+    # reason, and never the kubelet's own text.
     for verdict in view.verdicts:
         if verdict.state is pods.PodState.FAILED:
-            return Finding(VERIFICATION_FAILED, f"{view.label}: pod {verdict.pod}: {verdict.reason}")
+            return Finding(VERIFICATION_FAILED, f"{view.label}: {verdict.message}")
     return None
 
 
@@ -120,7 +121,7 @@ def view_of(
         verdicts.append(verdict)
         if verdict.state is pods.PodState.WAITING:
             mount_deadline = since + pods.MOUNT_GRACE if since else pods.mount_check_at(pod)
-            wake_at = earliest(wake_at, _stable_at(pod, stable_for), mount_deadline)
+            wake_at = earliest(wake_at, pods.stable_at(pod, stable_for), mount_deadline)
     view = TargetView(label, rollout.rollout_status(workload), _replica_failure(workload, observed), tuple(verdicts))
     return view, wake_at
 
@@ -135,14 +136,6 @@ def within_deadline(deadline: datetime | None, now: datetime, timeout: timedelta
 def earliest(*moments: datetime | None) -> datetime | None:
     present = [m for m in moments if m is not None]
     return min(present) if present else None
-
-
-def _stable_at(pod: Obj, stable_for: timedelta) -> datetime | None:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready" and condition.get("status") == "True":
-            since = parse_time(condition.get("lastTransitionTime"))
-            return since + stable_for if since else None
-    return None
 
 
 def _replica_failure(workload: Obj, observed: Observed) -> str | None:

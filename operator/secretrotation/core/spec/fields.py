@@ -30,11 +30,6 @@ class DurationRule:
     maximum: str
 
 
-_ROTATE_EVERY = DurationRule("rotateEvery", None, "1m", "8760h")
-_VERIFY_TIMEOUT = DurationRule("timeout", "10m", "10s", "24h")
-_VERIFY_STABLE_FOR = DurationRule("stableFor", "30s", "0s", "1h")
-
-
 @dataclass(frozen=True)
 class Fields:
     """A JSON object at ``path`` whose fields are read one at a time, each checked."""

@@ -1,10 +1,12 @@
 """``parse_spec``: the gate every spec passes before the operator acts on it.
 
-It re-checks everything the CRD schema checks (the operator must not trust that the
-schema was installed, or installed at this version) and adds the rules a
-portable schema cannot express: duplicates, cross-field rules, duration ranges,
-label selector semantics and the keys a Secret type requires. It reports the
-first problem as ``InvalidSpec`` with a field path, in a fixed order.
+It re-checks everything the CRD schema and its CEL rules check (the operator must
+not trust that the schema was installed, or installed at this version) and adds
+what no rule can see: matchLabels keys (a map's keys have no length bound, so a
+rule reading them would break the CEL cost budget), targets that are duplicates
+only once their selectors are normalised, and whether a dockerconfigjson
+constant is JSON. It reports the first problem as ``InvalidSpec`` with a field
+path, in a fixed order.
 
 Secrets stay out of every message: no message quotes a generate entry's ``value``.
 Messages quote only names, keys, kinds, types and field names, clipped.
@@ -34,6 +36,7 @@ from secretrotation.core.spec.types import (
     MIN_LENGTH,
     REFUSED_SECRET_TYPES,
     SECRET_KEY_PATTERN,
+    VERSION_SUFFIX_PATTERN,
     Alphabet,
     GenerateRule,
     InvalidSpec,
@@ -91,7 +94,7 @@ class _Credential(TypedDict):
 
 
 def _secret_mode(root: Fields) -> _Credential:
-    secret_name = root.name("secretName", MAX_BASE_NAME_LENGTH)
+    secret_name = _base_name(root, "secretName")
     secret_type = _secret_type(root)
     if root.has("generate") == root.has("from"):
         raise InvalidSpec(root.path, "with secretName, set exactly one of generate or from")
@@ -115,10 +118,22 @@ def _service_account_mode(root: Fields) -> _Credential:
         generate=(),
         from_secret=None,
         service_account=ServiceAccountSpec(
-            name=account.name("name", MAX_BASE_NAME_LENGTH),
+            name=_base_name(account, "name"),
             token_secret=account.boolean("tokenSecret", False),
         ),
     )
+
+
+def _base_name(fields: Fields, key: str) -> str:
+    """The name versions are derived from; one that looks like a version itself is refused."""
+    name = fields.name(key, MAX_BASE_NAME_LENGTH)
+    if re.search(VERSION_SUFFIX_PATTERN, name):
+        raise InvalidSpec(
+            fields.at(key),
+            f"{quote(name)} ends in -v<digits>, the form of a version's name: it would pass for another "
+            "rotation's version",
+        )
+    return name
 
 
 def _secret_type(root: Fields) -> SecretType:

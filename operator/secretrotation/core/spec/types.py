@@ -26,6 +26,8 @@ LABEL_KEY_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
 )
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# The end of a version's name (<base>-v<N>): a base name ending so would pass for another rotation's version.
+VERSION_SUFFIX_PATTERN = r"-v[0-9]+$"
 
 MAX_NAME_LENGTH = 253
 MAX_KEY_LENGTH = 253
