@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubetest import Kube, condition, container, deployment, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess, install_crd, rotation
 from kubetest.rotations import secret_names, template_secrets, wait_rotation
+from secretrotation.core import names
 
 pytestmark = pytest.mark.integration
 GEN = [{"key": "password"}]
@@ -179,6 +180,12 @@ REPORTED_BY_THE_OPERATOR = [
     pytest.param({"secretName": "db", "from": {"secretName": "absent"}}, "spec.from.secretName", id="from-missing"),
     pytest.param({"secretName": "db", "from": {"secretName": "empty"}}, "spec.from.secretName", id="from-empty"),
     pytest.param(
+        {"secretName": "db", "from": {"secretName": "default-token"}}, "never copied", id="from-a-token-secret"
+    ),
+    pytest.param(
+        {"secretName": "db", "from": {"secretName": "other-copy"}}, "version staged by", id="from-another-version"
+    ),
+    pytest.param(
         {
             "secretName": "db",
             "type": "kubernetes.io/dockerconfigjson",
@@ -210,6 +217,15 @@ REPORTED_BY_THE_OPERATOR = [
 def _workload_and_base(kube: Kube, namespace: str) -> int:
     kube.core.create_namespaced_secret(namespace, secret("db", {"password": "initial"}))
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "empty"}})
+    kube.core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "default-token", "annotations": {"kubernetes.io/service-account.name": "default"}},
+        "type": "kubernetes.io/service-account-token",
+    })  # fmt: skip
+    kube.wait_one(kube.core.list_namespaced_secret, "default-token", lambda s: "token" in (s.get("data") or {}),
+                  namespace=namespace, what="the token controller to fill default-token")  # fmt: skip
+    copied = secret("other-copy", {"password": "x"})
+    copied["metadata"]["labels"] = names.version_labels("other", 3)
+    kube.core.create_namespaced_secret(namespace, copied)
     env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
     kube.apps.create_namespaced_deployment(namespace, deployment("api", {"containers": [container(env=env)]}))
     generation: int = raw(kube.apps.read_namespaced_deployment, "api", namespace)["metadata"]["generation"]

@@ -147,20 +147,53 @@ def test_a_crash_on_the_new_account_rolls_back_and_removes_it_everywhere(
     assert subjects(kube, namespace, "shared-reads") == ["deployer", "other"]
 
 
-def test_a_namespace_that_has_not_opted_in_is_not_touched(
-    kube: Kube, namespace: str, operator: OperatorProcess, checked: None
+@pytest.mark.parametrize(
+    ("consent", "let_in", "said"),
+    [(True, False, "the operator may not extend"), (False, True, "does not consent")],
+    ids=["operator-not-let-in", "binding-does-not-consent"],
+)
+def test_without_both_consents_a_binding_is_not_extended_and_nothing_is_touched(
+    kube: Kube, namespace: str, operator: OperatorProcess, checked: None, consent: bool, let_in: bool, said: str
 ) -> None:
-    account_and_bindings(kube, namespace)
+    if let_in:
+        opt_in(kube, namespace)
+    account_and_bindings(kube, namespace, consent=consent)
     workloads_running_as(kube, namespace, "deployer")
     create(kube, namespace, account_rotation())
 
     stalled = wait_rotation(kube, namespace, "deployer", stalled_with("BindingNotPermitted"), "BindingNotPermitted")
 
     message = condition(stalled, "Stalled")["message"]
-    assert "RoleBinding/deployer-reads" in message and "opted in" in message, message
+    assert "RoleBinding/deployer-reads" in message and said in message, message
     assert account_names(kube, namespace) == {"deployer", "other"}
     assert subjects(kube, namespace, "deployer-reads") == ["deployer"]
     assert running_as(kube, namespace, "Deployment", "api") == "deployer"
+
+
+def test_the_opt_in_role_lets_the_operator_extend_only_the_bindings_it_names(kube: Kube, namespace: str) -> None:
+    opt_in(kube, namespace, bindings=["deployer-reads"], roles=["reader"])
+    operator = "system:serviceaccount:secretrotation-system:secretrotation"
+    allowed = {
+        (verb, resource, name): may(kube, operator, namespace, verb, resource, name)
+        for verb, resource, name in (
+            ("patch", "rolebindings", "deployer-reads"), ("patch", "rolebindings", "other-admin"),
+            ("bind", "roles", "reader"), ("bind", "roles", "admin"), ("bind", "clusterroles", "cluster-admin"),
+        )
+    }  # fmt: skip
+
+    assert allowed == {
+        ("patch", "rolebindings", "deployer-reads"): True, ("patch", "rolebindings", "other-admin"): False,
+        ("bind", "roles", "reader"): True, ("bind", "roles", "admin"): False,
+        ("bind", "clusterroles", "cluster-admin"): False,
+    }  # fmt: skip
+
+
+def may(kube: Kube, user: str, namespace: str, verb: str, resource: str, name: str) -> bool:
+    attributes = {"namespace": namespace, "verb": verb, "group": "rbac.authorization.k8s.io",
+                  "resource": resource, "name": name}  # fmt: skip
+    spec = {"user": user, "groups": ["system:serviceaccounts"], "resourceAttributes": attributes}
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+    return bool(raw(kube.authorization.create_subject_access_review, review)["status"].get("allowed"))
 
 
 def test_the_shipped_rbac_alone_cannot_bind_roles_or_extend_bindings(kube: Kube, namespace: str) -> None:

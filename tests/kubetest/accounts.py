@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from kubetest import Kube, container, deployment, raw
+from secretrotation.core import names
 
 Obj = dict[str, Any]
 
 
-def account_and_bindings(kube: Kube, namespace: str) -> None:
-    """ServiceAccount deployer, bound by its own RoleBinding and a shared one; another account's binding."""
+def account_and_bindings(kube: Kube, namespace: str, *, consent: bool = True) -> None:
+    """ServiceAccount deployer, bound by its own RoleBinding and a shared one; another account's binding.
+
+    With ``consent``, the two bindings that name deployer let new versions of it join them.
+    """
     for name in ("deployer", "other"):
         kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
     kube.rbac.create_namespaced_role(namespace, {
@@ -26,8 +30,10 @@ def account_and_bindings(kube: Kube, namespace: str) -> None:
         ("shared-reads", "reader", ["deployer", "other"]),
         ("other-admin", "admin", ["other"]),
     ):
+        consenting = consent and "deployer" in subjects
+        annotations = {names.EXTEND_BINDING_ANNOTATION: "true"} if consenting else {}
         kube.rbac.create_namespaced_role_binding(namespace, {
-            "metadata": {"name": binding},
+            "metadata": {"name": binding, "annotations": annotations},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": s, "namespace": namespace} for s in subjects],
         })  # fmt: skip

@@ -86,7 +86,7 @@ class OperatorProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "secretrotation", "run", "--namespace", self.namespace,
                  "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
-                 "--bind", "127.0.0.1", "--log-format", "json", *self.extra_args],
+                 "--bind", "127.0.0.1", "--log-format", "json", "--verbose", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,19 @@ def collection_blocked_at(revision: int) -> Callable[[Obj], bool]:
     return check
 
 
-def opt_in(kube: Kube, namespace: str) -> None:
-    """Apply deploy/rbac-serviceaccounts.yaml to the namespace, as an SRE would."""
+def opt_in(
+    kube: Kube,
+    namespace: str,
+    bindings: Sequence[str] = ("deployer-reads", "shared-reads"),
+    roles: Sequence[str] = ("reader",),
+) -> None:
+    """Apply deploy/rbac-serviceaccounts.yaml to the namespace for these bindings and roles, as an SRE would."""
+    names = {"BINDING": list(bindings), "ROLE": list(roles), "CLUSTER_ROLE": []}
     for doc in yaml.safe_load_all((REPO / "deploy/rbac-serviceaccounts.yaml").read_text()):
         doc["metadata"]["namespace"] = namespace
         if doc["kind"] == "Role":
+            rules = [{**rule, "resourceNames": names[rule["resourceNames"][0]]} for rule in doc["rules"]]
+            doc["rules"] = [rule for rule in rules if rule["resourceNames"]]
             kube.rbac.create_namespaced_role(namespace, doc)
         else:
             kube.rbac.create_namespaced_role_binding(namespace, doc)

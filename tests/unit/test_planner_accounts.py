@@ -130,7 +130,7 @@ class Namespace:
     bindings: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    can_bind: bool = True
+    operator_let_in: bool = True  # a Role grants the operator patch and bind on the consenting bindings
     fill_tokens: bool = True  # the token controller fills token Secrets
     crashing_accounts: set[str] = field(default_factory=set)  # pods running as these crash-loop
     last_resource_version: int = 100
@@ -171,7 +171,12 @@ class Namespace:
         ]
         self.bindings[name] = {
             "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": NAMESPACE, "resourceVersion": self._resource_version()},
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "resourceVersion": self._resource_version(),
+                "annotations": {names.EXTEND_BINDING_ANNOTATION: "true"},
+            },
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
             "subjects": entries,
         }
@@ -262,7 +267,7 @@ class Namespace:
             mount_failures={} if world.Fact.MOUNT_FAILURES in facts else None,
             bindings=copy.deepcopy(tuple(self.bindings.values())) if world.Fact.BINDINGS in facts else None,
             fresh=world.Fact.FRESH in facts,
-            can_bind=self.can_bind,
+            extendable_bindings=frozenset(self.bindings) if self.operator_let_in else frozenset(),
             nonce=f"nonce-{self._resource_version()}",
         )
 
@@ -549,17 +554,32 @@ def test_the_new_account_is_neither_bound_nor_switched_to_before_its_token_secre
     assert (rotation.status["currentSecret"], template_account(namespace, "api")) == ("deployer-v2", "deployer-v2")
 
 
-def test_a_namespace_that_has_not_opted_in_stalls_with_binding_not_permitted_and_nothing_is_done() -> None:
+def test_a_binding_that_does_not_consent_stalls_with_binding_not_permitted_and_nothing_is_done() -> None:
     namespace = ci_namespace()
-    namespace.can_bind = False
+    del namespace.bindings["shared-reads"]["metadata"]["annotations"]
     before = namespace.snapshot()
     rotation = AccountRotation(namespace)
 
     phases = rotation.run()
 
     assert phases == ["Staging", "Idle"], phases
-    assert actions(rotation.plans) == [], "a namespace that has not opted in was touched"
+    assert actions(rotation.plans) == [], "a binding that did not consent was extended"
     assert namespace.snapshot() == before
+    assert reason_of(rotation.status, "Stalled") == ("True", "BindingNotPermitted")
+    message = condition(rotation.status, "Stalled")["message"]
+    assert "RoleBinding/shared-reads" in message and "RoleBinding/deployer-reads" not in message, message
+    assert f"{names.EXTEND_BINDING_ANNOTATION}=true" in message, message
+
+
+def test_a_consenting_binding_the_operator_may_not_extend_stalls_and_nothing_is_done() -> None:
+    namespace = ci_namespace()
+    namespace.operator_let_in = False
+    before = namespace.snapshot()
+    rotation = AccountRotation(namespace)
+
+    rotation.run()
+
+    assert actions(rotation.plans) == [] and namespace.snapshot() == before
     assert reason_of(rotation.status, "Stalled") == ("True", "BindingNotPermitted")
     message = condition(rotation.status, "Stalled")["message"]
     assert "RoleBinding/deployer-reads" in message and "RoleBinding/shared-reads" in message, message
@@ -569,7 +589,7 @@ def test_a_namespace_that_has_not_opted_in_stalls_with_binding_not_permitted_and
 
 def test_an_account_bound_by_nothing_rotates_without_the_opt_in() -> None:
     namespace = ci_namespace()
-    namespace.can_bind = False
+    namespace.operator_let_in = False
     namespace.bindings = {n: b for n, b in namespace.bindings.items() if n in UNTOUCHED}
     rotation = AccountRotation(namespace)
 

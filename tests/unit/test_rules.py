@@ -159,11 +159,40 @@ def test_a_rolling_workload_of_every_kind_with_every_key_passes_preflight(kind: 
     assert preflight.judge_target(preflight.TargetCheck(workload(kind, **strategy))) is None
 
 
+@pytest.mark.parametrize(
+    ("secret_type", "labels", "said"),
+    [
+        (
+            "kubernetes.io/service-account-token",
+            {},
+            "of type kubernetes.io/service-account-token, which is never copied",
+        ),
+        ("bootstrap.kubernetes.io/token", {}, "which is never copied"),
+        ("kubernetes.io/dockercfg", {}, "which is never copied"),
+        ("Opaque", names.version_labels("other", 3), "is a version staged by SecretRotation other"),
+    ],
+    ids=["token", "bootstrap-token", "type-a-version-may-not-have", "another-rotations-version"],
+)
+def test_a_from_secret_that_is_a_credential_or_a_version_is_never_copied(
+    secret_type: str, labels: dict[str, str], said: str
+) -> None:
+    source = SecretState("upstream", labels, frozenset({"token"}), False, secret_type, "1")
+
+    refused = preflight.from_secret_may_be_copied("upstream", source)
+
+    assert refused and refused.reason == Reason.INVALID_SPEC and said in refused.message, refused
+    assert refused.message.startswith("spec.from.secretName: Secret upstream")
+    plain = SecretState("upstream", {}, frozenset({"token"}), False, "kubernetes.io/tls", "1")
+    assert preflight.from_secret_may_be_copied("upstream", plain) is None
+
+
 def test_the_staging_checks_each_refuse_their_case() -> None:
     ours = names.version_labels("app-db", 2)
 
-    missing_from = preflight.from_secret_has_data("upstream", None)
-    empty_from = preflight.from_secret_has_data("upstream", frozenset())
+    missing_from = preflight.from_secret_may_be_copied("upstream", None)
+    empty_from = preflight.from_secret_may_be_copied(
+        "upstream", SecretState("upstream", {}, frozenset(), False, "Opaque", "1")
+    )
     foreign = preflight.staged_secret_is_ours(
         SecretState("db-v2", {}, frozenset({"pw"}), True, "Opaque", "1"), "app-db", 2, "Opaque", None
     )
@@ -173,7 +202,12 @@ def test_the_staging_checks_each_refuse_their_case() -> None:
     other_keys = preflight.staged_secret_is_ours(
         SecretState("db-v2", ours, frozenset({"pw"}), True, "Opaque", "1"), "app-db", 2, "Opaque", frozenset({"x"})
     )
-    unbound = preflight.bindings_may_be_carried("shop", [{"kind": "RoleBinding", "metadata": {"name": "r"}}], False)
+    consenting = {
+        "kind": "RoleBinding",
+        "metadata": {"name": "r", "annotations": {names.EXTEND_BINDING_ANNOTATION: "true"}},
+    }
+    unbound = preflight.bindings_may_be_carried([consenting], frozenset())
+    silent = preflight.bindings_may_be_carried([{"kind": "RoleBinding", "metadata": {"name": "r"}}], {"r"})
 
     assert missing_from and "is missing" in missing_from.message
     assert empty_from and "holds no data" in empty_from.message
@@ -181,9 +215,10 @@ def test_the_staging_checks_each_refuse_their_case() -> None:
     assert mutable and "intact immutable" in mutable.message
     assert other_keys and "keys differ" in other_keys.message
     assert unbound and unbound.reason == Reason.BINDING_NOT_PERMITTED and "RoleBinding/r" in unbound.message
+    assert silent and silent.reason == Reason.BINDING_NOT_PERMITTED and "does not consent" in silent.message
     intact = SecretState("db-v2", ours, frozenset({"pw"}), True, "Opaque", "1")
     assert preflight.staged_secret_is_ours(intact, "app-db", 2, "Opaque", frozenset({"pw"})) is None
-    assert preflight.bindings_may_be_carried("shop", [{"kind": "RoleBinding", "metadata": {"name": "r"}}], True) is None
+    assert preflight.bindings_may_be_carried([consenting], {"r"}) is None
 
 
 def test_a_workload_claimed_by_another_rotation_is_waited_for() -> None:

@@ -38,12 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness-port", type=int, default=8081, help="serve /healthz here (0: off)")
     run.add_argument("--bind", default="0.0.0.0", help="address for the metrics and liveness servers")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
-    run.add_argument("--verbose", action="store_true", help="log every step (never values)")
-    run.add_argument(
-        "--bind-cluster-roles",
-        action="store_true",
-        help="also add new ServiceAccount versions to ClusterRoleBindings that name the account in use",
-    )
+    run.add_argument("--verbose", action="store_true", help="log every step's decision (never values)")
     run.add_argument(
         "--leader-elect",
         action="store_true",
@@ -108,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(verbose=args.verbose, log_format=log_format)
-    from secretrotation.adapters import handlers
-
-    handlers.OPTIONS.cluster_role_bindings = args.bind_cluster_roles
+    kopf.configure(log_format=log_format)
+    if args.verbose:  # the operator's own decisions, not every HTTP request
+        logging.getLogger("secretrotation").setLevel(logging.DEBUG)
+    from secretrotation.adapters import handlers  # noqa: F401 - importing registers the kopf handlers
 
     elector: leader.Elector | None = None
     if args.leader_elect:

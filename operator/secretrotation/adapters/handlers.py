@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -21,16 +20,6 @@ from secretrotation.core import names, plan
 from secretrotation.shell import api, cluster, engine
 
 ANNOTATION_PREFIX = names.GROUP
-
-
-@dataclass
-class Options:
-    """Command-line choices the handlers need."""
-
-    cluster_role_bindings: bool = False
-
-
-OPTIONS = Options()
 
 
 def _post_event(body: Mapping[str, Any], event: plan.Event) -> None:
@@ -74,7 +63,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     # One line per watch event would drown the transitions that matter.
     logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
-    kube = cluster.Cluster(_api_client(), cluster_role_bindings=OPTIONS.cluster_role_bindings)
+    kube = cluster.Cluster(_api_client())
     memo.engine = engine.Engine(kube, _post_event)
 
 

@@ -81,6 +81,12 @@ def is_subject(subject: Obj, account: str, namespace: str) -> bool:
     )
 
 
+def consents(binding: Obj) -> bool:
+    """Whether a RoleBinding lets new versions of the accounts it names join it (its editors decide)."""
+    annotations = (binding.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.EXTEND_BINDING_ANNOTATION) == "true"
+
+
 def bindings_of(account: str, namespace: str, bindings: Sequence[Obj]) -> list[Obj]:
     """The bindings (Role or ClusterRole) that name ``account`` as a subject."""
     return [b for b in bindings if any(is_subject(s, account, namespace) for s in b.get("subjects") or [])]

@@ -25,6 +25,8 @@ REQUESTED_AT_ANNOTATION = f"{GROUP}/requested-at"
 # On every object a rotation creates: the nonce its record held before the create. Labels can be
 # copied by anyone who may create Secrets; an object made before the nonce existed cannot carry it.
 NONCE_ANNOTATION = f"{GROUP}/nonce"
+# On a RoleBinding: its editors consent to new versions of the accounts it names joining it.
+EXTEND_BINDING_ANNOTATION = f"{GROUP}/extend-to-new-versions"
 
 _VERSION_SEPARATOR = "-v"
 # Label values: at most 63 characters, alphanumeric at both ends.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -194,8 +195,8 @@ class Observed:
     mount_failures: Mapping[str, datetime] | None = field(default_factory=dict)
     claims: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> the rotation switching it
     service_accounts: Mapping[str, AccountState | None] | None = field(default_factory=dict)  # by name, likewise
-    bindings: Sequence[Obj] | None = ()  # RoleBindings (and, if enabled, ClusterRoleBindings), each with its "kind"
-    can_bind: bool = False  # the operator may add subjects to RoleBindings here (the namespace opted in)
+    bindings: Sequence[Obj] | None = ()  # the namespace's RoleBindings, each with its "kind"
+    extendable_bindings: AbstractSet[str] = frozenset()  # RoleBindings the operator may add subjects to
     nonce: str = ""  # fresh randomness from the shell, for a rotation that starts in this step
     fresh: bool = True  # the decisive kinds were listed lately, then updated by watches (False: watches alone)
 

@@ -50,7 +50,7 @@ def _items(call: Callable[..., Any], namespace: str, **kwargs: Any) -> tuple[dic
 
 
 class Cluster:
-    def __init__(self, api: client.ApiClient, *, cluster_role_bindings: bool = False) -> None:
+    def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -58,8 +58,6 @@ class Cluster:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.authorization = client.AuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        # Carry ClusterRoleBindings to new ServiceAccount versions too (opt-in, off by default).
-        self.cluster_role_bindings = cluster_role_bindings
         self.cron_jobs = CronJobs(api)
         self._created: dict[tuple[str, str], world.SecretState] = {}  # versions this process created
 
@@ -115,9 +113,10 @@ class Cluster:
         mount_failures = got.mount_failures
         if Fact.MOUNT_FAILURES in needs.facts and mount_failures is None:
             mount_failures = self._mount_failures(namespace)
-        bindings, can_bind = got.bindings, got.can_bind
+        bindings, extendable = got.bindings, got.extendable_bindings
         if Fact.BINDINGS in needs.facts and bindings is None:
-            bindings, can_bind = self._bindings(namespace), self._may_patch_role_bindings(namespace)
+            bindings = self._bindings(namespace)
+            extendable = self._extendable(namespace, bindings)
         return world.Observed(
             now=now,
             objects=replace(objects, cron_jobs=cron_jobs),
@@ -126,7 +125,7 @@ class Cluster:
             claims=claims,
             service_accounts=service_accounts,
             bindings=bindings,
-            can_bind=can_bind,
+            extendable_bindings=extendable,
             nonce=got.nonce,
             fresh=fresh,
         )
@@ -147,20 +146,26 @@ class Cluster:
         )
 
     def _bindings(self, namespace: str) -> tuple[dict[str, Any], ...]:
-        found = [{**b, "kind": "RoleBinding"} for b in _items(self.rbac.list_namespaced_role_binding, namespace)]
-        if self.cluster_role_bindings:
-            listing = read(self.rbac.list_cluster_role_binding)["items"]
-            found += [{**b, "kind": "ClusterRoleBinding"} for b in listing]
-        return tuple(found)
+        return tuple({**b, "kind": "RoleBinding"} for b in _items(self.rbac.list_namespaced_role_binding, namespace))
 
-    def _may_patch_role_bindings(self, namespace: str) -> bool:
-        """Has the namespace opted in (granted the operator patch on its RoleBindings)?"""
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": "patch",
-                                            "group": "rbac.authorization.k8s.io", "resource": "rolebindings"}},
-        }  # fmt: skip
+    def _extendable(self, namespace: str, bindings: tuple[dict[str, Any], ...]) -> frozenset[str]:
+        """The consenting RoleBindings the operator may extend: patch on the binding and bind on its role.
+
+        Two SelfSubjectAccessReviews per binding that carries the consent annotation; none for the others.
+        """
+        consenting = [b for b in bindings if accounts.consents(b)]
+        return frozenset(
+            b["metadata"]["name"]
+            for b in consenting
+            if self._may(namespace, "patch", "rolebindings", b["metadata"]["name"])
+            and self._may(namespace, "bind", f"{b['roleRef']['kind'].lower()}s", b["roleRef"]["name"])
+        )
+
+    def _may(self, namespace: str, verb: str, resource: str, name: str) -> bool:
+        attributes = {"namespace": namespace, "verb": verb, "group": "rbac.authorization.k8s.io",
+                      "resource": resource, "name": name}  # fmt: skip
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attributes}}  # fmt: skip
         answer = raw(self.authorization.create_self_subject_access_review, review)
         return bool(answer.get("status", {}).get("allowed"))
 
@@ -230,13 +235,7 @@ class Cluster:
     def patch_binding(self, namespace: str, action: plan.PatchBinding) -> None:
         operations = [dict(op) for op in action.operations]
         try:
-            if action.kind == "ClusterRoleBinding":
-                write(self.rbac.patch_cluster_role_binding, action.name, operations, _content_type=JSON_PATCH)
-            else:
-                write(
-                    self.rbac.patch_namespaced_role_binding, action.name, namespace, operations,
-                    _content_type=JSON_PATCH,
-                )  # fmt: skip
+            write(self.rbac.patch_namespaced_role_binding, action.name, namespace, operations, _content_type=JSON_PATCH)
         except ApiException as error:
             raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
 

@@ -355,6 +355,8 @@ class Engine:
     ) -> plan.Plan:
         """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s/%s: %s", namespace, name, _decision(step))
         for batch in plan.batches(step.actions):
             # Switches of different workloads go out together; everything else in order, one by one.
             done = await asyncio.gather(
@@ -383,3 +385,11 @@ class Engine:
             self.post_event(tracked.body, event)
         metrics.update(namespace, name, resource.status, step, time.time())
         return step
+
+
+def _decision(step: plan.Plan) -> str:
+    """One line on what a step decided, for --verbose: its phase, the Ready reason, its actions, when it looks next."""
+    ready: Mapping[str, Any] = next((c for c in step.status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    actions = ", ".join(type(a).__name__ for a in step.actions) or "no action"
+    wake = step.wake_at.isoformat() if step.wake_at else "on a watch event"
+    return f"{step.status.get('phase')} ({ready.get('reason')}: {ready.get('message')}); {actions}; next look {wake}"

@@ -61,7 +61,7 @@ class AccountCredential:
         carried = accounts.bindings_of(previous.name, namespace, observed.listed_bindings()) if previous else []
         staged = observed.account(rotation.version)
         if staged is None:
-            problem = preflight.bindings_may_be_carried(namespace, carried, observed.can_bind)
+            problem = preflight.bindings_may_be_carried(carried, observed.extendable_bindings)
             if problem is not None:
                 return Staging(problem=problem)
             return Staging(

@@ -13,7 +13,7 @@ from secretrotation.core.plan import CreateVersion, DeleteSecret
 from secretrotation.core.record import InFlight
 from secretrotation.core.rules import preflight
 from secretrotation.core.rules.collect import Candidate
-from secretrotation.core.world import NamespaceObjects, Obj, Observed, Referrer, pod_spec
+from secretrotation.core.world import NamespaceObjects, Obj, Observed, Referrer, SecretState, pod_spec
 
 
 def referrers_of(secret: str, objects: NamespaceObjects) -> list[Referrer]:
@@ -35,9 +35,13 @@ def referrers_of(secret: str, objects: NamespaceObjects) -> list[Referrer]:
     return found
 
 
+def _from(observed: Observed, name: str | None) -> SecretState | None:
+    """The ``from`` Secret, None if it does not exist (read by name like any other)."""
+    return observed.secret(name) if name is not None else None
+
+
 def _from_keys(observed: Observed, name: str | None) -> frozenset[str] | None:
-    """The key names of the ``from`` Secret, None if it does not exist (read by name like any other)."""
-    found = observed.secret(name)
+    found = _from(observed, name)
     return found.keys if found is not None else None
 
 
@@ -64,7 +68,7 @@ class SecretCredential:
         spec, observed = context.spec, context.observed
         staged = observed.secret(rotation.version)
         if staged is None:
-            problem = preflight.from_secret_has_data(spec.from_secret, _from_keys(observed, spec.from_secret))
+            problem = preflight.from_secret_may_be_copied(spec.from_secret, _from(observed, spec.from_secret))
             if problem is not None:
                 return Staging(problem=problem)
             return Staging(

@@ -14,21 +14,43 @@ made here, so a rotation never fails half-way for a reason it could have seen.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from secretrotation.core import names, rollout
+from secretrotation.core import accounts, names, rollout
 from secretrotation.core.conditions import Reason
 from secretrotation.core.rules import Finding, first
+from secretrotation.core.spec import COPYABLE_SECRET_TYPES
 from secretrotation.core.world import AccountState, Obj, SecretState
 
 # -- staging ------------------------------------------------------------------------------------
 
 
-def from_secret_has_data(from_secret: str | None, keys: frozenset[str] | None) -> Finding | None:
-    if from_secret is None or keys:
+def from_secret_may_be_copied(from_secret: str | None, found: SecretState | None) -> Finding | None:
+    """A ``from`` Secret must exist, hold data, be of a type a version may have, and be nobody's version.
+
+    A token Secret copied into an Opaque version would be a live credential that the token
+    controller no longer manages; a version of a rotation is that rotation's to collect.
+    """
+    if from_secret is None:
         return None
-    problem = "is missing" if keys is None else "holds no data"
-    return Finding(Reason.INVALID_SPEC, f"spec.from.secretName: Secret {from_secret} {problem}")
+    if found is None or not found.keys:
+        problem = "is missing" if found is None else "holds no data"
+        return Finding(Reason.INVALID_SPEC, f"spec.from.secretName: Secret {from_secret} {problem}")
+    if found.type not in COPYABLE_SECRET_TYPES:
+        return Finding(
+            Reason.INVALID_SPEC,
+            f"spec.from.secretName: Secret {from_secret} is of type {found.type}, which is never copied "
+            f"(only {', '.join(sorted(COPYABLE_SECRET_TYPES))})",
+        )
+    owner = found.labels.get(names.ROTATION_LABEL)
+    if owner is not None:
+        return Finding(
+            Reason.INVALID_SPEC,
+            f"spec.from.secretName: Secret {from_secret} is a version staged by SecretRotation {owner}; "
+            "copy from the Secret it was made from",
+        )
+    return None
 
 
 def created_by_this_attempt(annotations: Mapping[str, str], nonce: str | None) -> bool:
@@ -84,16 +106,31 @@ def staged_account_is_ours(
     return None
 
 
-def bindings_may_be_carried(namespace: str, carried: Sequence[Obj], can_bind: bool) -> Finding | None:
-    """The new account joins the bindings of the one in use; only where the namespace opted in."""
-    if not carried or can_bind:
-        return None
-    listed = ", ".join(f"{b['kind']}/{b['metadata']['name']}" for b in carried)
-    return Finding(
-        Reason.BINDING_NOT_PERMITTED,
-        f"namespace {namespace} has not opted in to ServiceAccount rotation: the account in use is bound by "
-        f"{listed}, and the operator may not add subjects there (see deploy/rbac-serviceaccounts.yaml)",
-    )
+def bindings_may_be_carried(carried: Sequence[Obj], extendable: AbstractSet[str]) -> Finding | None:
+    """The new account joins the bindings of the one in use: each must consent, and the operator must be let in.
+
+    A binding consents by its own annotation, so whoever may edit it decides; the operator may extend
+    it only where a Role grants it ``patch`` on that binding and ``bind`` on its role (``extendable``).
+    """
+    silent = [b for b in carried if not accounts.consents(b)]
+    if silent:
+        return Finding(
+            Reason.BINDING_NOT_PERMITTED,
+            f"the account in use is bound by {_listed(silent)}, which does not consent to new account versions: "
+            f"annotate it {names.EXTEND_BINDING_ANNOTATION}=true (whoever may edit the binding decides)",
+        )
+    locked = [b for b in carried if b["metadata"]["name"] not in extendable]
+    if locked:
+        return Finding(
+            Reason.BINDING_NOT_PERMITTED,
+            f"the operator may not extend {_listed(locked)}: grant it patch on the binding and bind on its role "
+            "(see deploy/rbac-serviceaccounts.yaml)",
+        )
+    return None
+
+
+def _listed(bindings: Sequence[Obj]) -> str:
+    return ", ".join(f"{b['kind']}/{b['metadata']['name']}" for b in bindings)
 
 
 def base_is_not_a_version(kind: str, base: str, labels: Mapping[str, str] | None) -> Finding | None:

@@ -6,6 +6,7 @@ Callers import from here: ``spec.parse_spec``, ``spec.RotationSpec``, ``spec.Inv
 from secretrotation.core.spec.parsing import parse_spec
 from secretrotation.core.spec.snapshot import SNAPSHOT_PATH, spec_from_snapshot, spec_to_snapshot
 from secretrotation.core.spec.types import (
+    COPYABLE_SECRET_TYPES,
     DEFAULT_LENGTH,
     DEFAULT_RETAIN,
     DEFAULT_VERIFY,
@@ -47,6 +48,7 @@ from secretrotation.core.spec.types import (
 )
 
 __all__ = [
+    "COPYABLE_SECRET_TYPES",
     "DEFAULT_LENGTH",
     "DEFAULT_RETAIN",
     "DEFAULT_VERIFY",

@@ -101,6 +101,8 @@ class SecretType(enum.StrEnum):
 
 
 REFUSED_SECRET_TYPES = frozenset({"kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token"})
+# The types a version may have, and so the only types a `from` Secret may be copied from.
+COPYABLE_SECRET_TYPES = frozenset(t.value for t in SecretType)
 
 # The data keys the API server requires per type: each inner tuple needs at
 # least one of its keys (k8s.io/kubernetes pkg/apis/core/validation ValidateSecret).
