@@ -222,8 +222,10 @@ def test_no_secret_value_leaks_anywhere(kube: Kube, namespace: str, operator: Op
     create(kube, namespace, body)
     done = wait_rotation(kube, namespace, "db", at_revision(1), "revision 1 Ready")
     generated = base64.b64decode(raw(kube.core.read_namespaced_secret, "db-v1", namespace)["data"]["password"])
-    # A spec only the operator can refuse exercises the error path too.
-    duplicate = [{"kind": "Deployment", "name": "api"}, {"kind": "Deployment", "name": "api"}]
+    # A spec only the operator can refuse (the CRD's rule sees only identical entries) exercises the error path too.
+    selector = {"matchLabels": {"app": "api"}}
+    duplicate = [{"kind": "Deployment", "selector": selector},
+                 {"kind": "Deployment", "selector": {**selector, "matchExpressions": []}}]  # fmt: skip
     kube.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "db", {"spec": {"targets": duplicate}}
     )

@@ -151,13 +151,14 @@ def test_the_legacy_token_cleaner_and_token_secret_leave_each_other_alone(
     namespace = "cleaned"
     kube.core.create_namespace({"metadata": {"name": namespace}})
     kube.wait_one(kube.core.list_namespaced_service_account, "default", lambda _: True, namespace=namespace)
-    # An account from before 1.24: it lists its auto-generated token, which nothing uses.
+    # An account from before 1.24: it lists its auto-generated token, which nothing uses. The account
+    # comes first: the token controller deletes a token Secret whose account does not exist.
+    kube.core.create_namespaced_service_account(namespace, {
+        "metadata": {"name": "deployer"}, "secrets": [{"name": "deployer-token-q4x9z"}],
+    })  # fmt: skip
     kube.core.create_namespaced_secret(namespace, {
         "metadata": {"name": "deployer-token-q4x9z", "annotations": {"kubernetes.io/service-account.name": "deployer"}},
         "type": TOKEN_TYPE,
-    })  # fmt: skip
-    kube.core.create_namespaced_service_account(namespace, {
-        "metadata": {"name": "deployer"}, "secrets": [{"name": "deployer-token-q4x9z"}],
     })  # fmt: skip
     kube.apps.create_namespaced_deployment(
         namespace, deployment("api", {"serviceAccountName": "deployer", "containers": [container()]})
