@@ -8,8 +8,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CLUSTER_DIR := .cluster
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all venv provision test unit integration bench lint check-rules demo cluster-up cluster-down e2e clean
+.PHONY: all venv tools provision test unit integration bench lint check-rules demo cluster-up cluster-down e2e clean
 
 all: test
 
@@ -21,14 +22,34 @@ $(STAMP): pyproject.toml dev/pyproject.toml
 
 venv: $(STAMP)
 
-provision: venv
+## make tools: Debian packages the tests run, each installed only if missing, all in one apt-get:
+## prometheus, for promtool (the alert rules' tests) and a throwaway Prometheus server
+## (tests/integration/test_prometheus.py starts its own on a free loopback port); its own server is never
+## started (a policy-rc.d for this install, unless one exists) and is disabled at boot.
+## lua5.1, to run the Argo CD health check and action (tests/unit/test_argocd.py; Argo CD runs Lua 5.1).
+tools:
+	@missing=; \
+	command -v promtool >/dev/null && test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
+	command -v lua5.1 >/dev/null && command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
+	if [ -n "$$missing" ]; then \
+	  set -e; policy=/usr/sbin/policy-rc.d; ours=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null; \
+	    $(SUDO) chmod +x $$policy; ours=1; fi; \
+	  trap '[ -z "$$ours" ] || $(SUDO) rm -f '$$policy EXIT; \
+	  $(SUDO) apt-get update -qq; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  if command -v systemctl >/dev/null; then $(SUDO) systemctl disable prometheus.service 2>/dev/null || true; fi; \
+	  $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1 || true; \
+	fi
+
+provision: venv tools
 	$(PY) -m secretrotation_dev.devcluster provision
 
 ## make test: install everything, provision the control plane if needed, run lint and all tests (on 1.37).
 test: venv provision lint
 	$(PY) -m pytest
 
-unit: venv
+unit: venv tools
 	$(PY) -m pytest tests/unit
 
 ## make integration K8S=1.31: the integration suite alone, on any supported release.

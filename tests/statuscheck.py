@@ -58,7 +58,8 @@ def assert_conventions(plan: Plan, resource: Resource, *, canary: str | None = N
     in_flight = bool(status.get("rotation"))
     reconciling, stalled = by_type.get("Reconciling"), by_type.get("Stalled")
     if reconciling is not None:
-        assert reconciling["status"] == "True" and in_flight, f"Reconciling outside a rotation: {status}"
+        requested = reconciling["reason"] == Reason.REQUESTED  # a request about to start a rotation
+        assert reconciling["status"] == "True" and (in_flight or requested), f"Reconciling outside a rotation: {status}"
     if in_flight and stalled is None:
         assert reconciling is not None, f"a rotation in flight must be Reconciling: {types}"
     if stalled is not None:

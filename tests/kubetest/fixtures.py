@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetest import Kube, raw
 from kubetest.operator import OperatorProcess, apply_cluster_role, install_crd
+from kubetest.reach import acting_as_operator, bind_in_namespace, install_operator_policy
 from secretrotation_dev.devcluster import binaries
 from secretrotation_dev.devcluster.controlplane import ControlPlane
 
@@ -61,9 +62,11 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(kube: Kube, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig for the operator's own ServiceAccount, bound only by deploy/rbac.yaml.
+    """A kubeconfig for the operator's own ServiceAccount, bound only by deploy/rbac.yaml, and
+    restrained by deploy/policy-operator.yaml (installed and enforced before this returns).
 
-    Running the operator under the shipped RBAC in every test proves that RBAC is enough.
+    Running the operator under the shipped RBAC and policy in every test proves that the RBAC
+    is enough and that the policy refuses nothing a rotation does.
     """
     install_crd(kube)
     apply_cluster_role(kube)
@@ -80,20 +83,18 @@ def operator_kubeconfig(kube: Kube, kubeconfig: Path, tmp_path_factory: pytest.T
     admin["users"] = [{"name": "admin", "user": {"token": token}}]
     path = tmp_path_factory.mktemp("operator") / "kubeconfig"
     path.write_text(yaml.safe_dump(admin))
+    operator = acting_as_operator(path)
+    try:
+        install_operator_policy(kube, operator)
+    finally:
+        operator.api.close()
     return path
 
 
 @pytest.fixture
 def operator(kube: Kube, namespace: str, operator_kubeconfig: Path, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The operator, watching this test's namespace, as its ServiceAccount."""
-    kube.rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "secretrotation"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secretrotation"},
-            "subjects": [{"kind": "ServiceAccount", "name": "secretrotation", "namespace": "secretrotation-system"}],
-        },
-    )
+    """The operator, watching this test's namespace, as its ServiceAccount (bound by deploy/rbac-namespace.yaml)."""
+    bind_in_namespace(kube, namespace)
     process = OperatorProcess(operator_kubeconfig, namespace, tmp_path / "operator.log")
     process.start()
     yield process

@@ -65,13 +65,13 @@ class OperatorProcess:
     def __init__(
         self,
         kubeconfig: Path,
-        namespace: str,
+        namespace: str | None,
         log_path: Path,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
-        self.namespace = namespace
+        self.namespace = namespace  # watched by name; None: the scope is in extra_args (--all-namespaces)
         self.log_path = log_path
         self.extra_args = tuple(extra_args)  # after the usual flags, e.g. --leader-elect
         self.env = dict(env or {})  # added to the environment, e.g. POD_NAME
@@ -82,9 +82,10 @@ class OperatorProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.metrics_port, self.liveness_port = _free_port(), _free_port()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        scope = ["--namespace", self.namespace] if self.namespace else []
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "secretrotation", "run", "--namespace", self.namespace,
+                [sys.executable, "-m", "secretrotation", "run", *scope,
                  "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
                  "--bind", "127.0.0.1", "--log-format", "json", "--verbose", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,

@@ -293,6 +293,7 @@ def test_printer_columns(version: dict[str, Any]) -> None:
         "Revision": ("integer", ".status.revision", 0),
         "Current": ("string", ".status.currentSecret", 0),
         "Phase": ("string", ".status.phase", 1),
+        "Stalled": ("string", '.status.conditions[?(@.type=="Stalled")].reason', 1),
         "Last Rotation": ("date", ".status.lastRotationTime", 0),
         "Age": ("date", ".metadata.creationTimestamp", 0),
     }
@@ -546,6 +547,25 @@ EXAMPLES = [
     ),
     pytest.param(
         {"secretName": DNS, "generate": GEN, "verify": {"timeout": "20s"}}, "invalid", id="default-stable-not-below"
+    ),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "10m", "notReadyAfter": "2m"}},
+        "valid",
+        id="not-ready-after-below-timeout",
+    ),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "1m"}}, "valid", id="not-ready-after-unset"
+    ),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"timeout": "2m", "notReadyAfter": "2m"}},
+        "invalid",
+        id="not-ready-after-not-below-timeout",
+    ),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"notReadyAfter": "9s"}}, "invalid", id="not-ready-after-9s"
+    ),
+    pytest.param(
+        {"secretName": DNS, "generate": GEN, "verify": {"notReadyAfter": "25h"}}, "invalid", id="not-ready-after-25h"
     ),
     pytest.param({"secretName": "db-v2", "generate": GEN}, "invalid", id="secret-looks-like-a-version"),
     pytest.param({"secretName": "db-v2x", "generate": GEN}, "valid", id="secret-v-not-a-suffix"),

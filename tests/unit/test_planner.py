@@ -561,7 +561,9 @@ def test_a_request_made_while_paused_starts_once_resumed() -> None:
 
     resumed = rotation.step()
 
-    assert reason_of(paused.status, "Ready") == ("True", "Rotated"), "pausing keeps the last rotation's verdict"
+    ready = next(c for c in paused.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Paused"), "the version in use still works: Ready, Paused"
+    assert f"requested at {ts(T0)}" in ready["message"], "the request the pause holds is shown"
     assert resumed.status["phase"] == Phase.STAGING, resumed.status
     assert resumed.status["rotation"]["reason"] == Trigger.REQUESTED, resumed.status
 
@@ -1486,3 +1488,182 @@ def test_a_rotation_posts_one_event_per_phase_naming_what_it_concerns() -> None:
     assert [reason for reason, _ in events] == ["RotationStarted", "RollingOut", "Promoted"], events
     assert "switched Deployment/web to it" in events[1][1]
     assert "Deployment/web verified on it; deleted Secret db-v1" in events[2][1], events[2]
+
+
+# --- requests that can be waited on, and the history ------------------------------------------
+
+
+def test_a_new_request_is_marked_at_once_without_reading_anything() -> None:
+    rotation = rotated_once()
+    assert reason_of(rotation.status, "Ready") == ("True", "Rotated")
+    rotation.request(T0 + timedelta(hours=1))
+
+    marked = planner.acknowledge(rotation.resource(), rotation.world.now)
+
+    assert marked is not None and marked.requeue and marked.actions == ()
+    assert reason_of(marked.status, "Ready") == ("False", "Requested")
+    assert reason_of(marked.status, "Reconciling") == ("True", "Requested")
+    assert_conventions(marked, rotation.resource())
+    rotation.status = marked.status
+    assert planner.acknowledge(rotation.resource(), rotation.world.now) is None, "marked once"
+    started = rotation.step()
+    assert started.status["phase"] == Phase.STAGING and reason_of(started.status, "Reconciling") == ("True", "Staging")
+
+
+@pytest.mark.parametrize("paused", [True, False], ids=["paused", "handled"])
+def test_no_request_is_marked_while_paused_or_once_handled(paused: bool) -> None:
+    rotation = rotated_once()
+    rotation.request(T0)
+    if paused:
+        rotation.edit_spec(secret_spec(paused=True))
+    else:
+        run_rotation(rotation)
+
+    assert planner.acknowledge(rotation.resource(), rotation.world.now) is None
+
+
+def test_a_request_made_during_a_rotation_starts_the_next_one_without_a_ready_in_between() -> None:
+    rotation = rotated_once()
+    rotation.request(T0 + timedelta(minutes=1))
+    switch_to_new_version(rotation)
+    rotation.request(T0 + timedelta(minutes=2))
+
+    while rotation.phase != Phase.IDLE:
+        rotation.world.roll_out("web")
+        rotation.world.advance(minutes=1)
+        rotation.step()
+
+    assert reason_of(rotation.status, "Ready") == ("False", "Requested"), "never Ready between the two"
+    assert rotation.plans[-1].requeue
+    assert rotation.step().status["rotation"]["request"] == ts(T0 + timedelta(minutes=2))
+
+
+def test_each_rotation_that_ends_is_recorded_in_the_history_newest_first() -> None:
+    rotation = rotated_once()
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.start_crashing_pod("web")
+    run_rotation(rotation)
+
+    first, second = rotation.status["history"]
+    assert (second["revision"], second["secret"], second["reason"], second["result"]) == (
+        1, "db-v1", "Created", "Succeeded",
+    )  # fmt: skip
+    assert "failure" not in second and second["startedAt"] <= second["finishedAt"]
+    assert (first["revision"], first["secret"], first["reason"], first["result"]) == (
+        2, "db-v2", "Requested", "RolledBack",
+    )  # fmt: skip
+    assert first["failure"]["reason"] == "VerificationFailed"
+    assert CANARY not in repr(rotation.status["history"])
+
+
+def test_a_rotation_stopped_before_any_switch_is_recorded_as_failed() -> None:
+    world = World()
+    world.add_secret(BASE)
+    world.add_deployment("web", consuming_pod_spec(), paused=True)
+    rotation = Rotation(world)
+
+    run_rotation(rotation)
+
+    [ended] = rotation.status["history"]
+    assert (ended["result"], ended["failure"]["reason"]) == ("Failed", "TargetPaused"), ended
+
+
+# --- visible state: fail fast, each target's own message, paused ---------------------------------
+
+
+def never_ready_pod(world: World, name: str, *, created: datetime) -> None:
+    """The current template's pod runs but never turns Ready (the old pod keeps serving)."""
+    deployment = world.deployments[name]
+    status = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": ts(created)}],
+        "containerStatuses": [{"name": "app", "ready": False, "restartCount": 0, "state": {"running": {}}}],
+    }
+    world._replace_pods(deployment, status, keep_old=True)
+    pod = world.pods[f"{name}-g{deployment['metadata']['generation']}"]
+    pod["metadata"]["creationTimestamp"] = ts(created)
+    deployment["status"] = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": 2,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+    }
+
+
+def test_on_a_verification_timeout_each_target_keeps_its_own_message_naming_its_pods() -> None:
+    world = shop()
+    world.add_deployment("api", consuming_pod_spec())
+    rotation = Rotation(world, secret_spec(verify={"timeout": "10m", "stableFor": "30s", "notReadyAfter": "9m"}))
+    run_rotation(rotation)
+    rotation.request(world.now)
+    started_at = world.now
+    switch_to_new_version(rotation)
+    world.now = started_at + timedelta(minutes=5)
+    for name in ("web", "api"):
+        never_ready_pod(world, name, created=world.now)  # unready for 5m at the deadline: below notReadyAfter
+    waiting = rotation.step()
+    pod = next(
+        n for n in world.pods if n.startswith("web-") and world.pods[n]["status"]["conditions"][0]["status"] == "False"
+    )
+    assert f"pod {pod} NotReady" in condition(waiting.status, "Reconciling")["message"], "the pod is named"
+    world.now = started_at + timedelta(minutes=10)
+    timed_out = rotation.step()
+    assert timed_out.status["phase"] == Phase.ROLLING_BACK, timed_out.status
+    run_rotation(rotation)
+
+    messages = {t["name"]: t["message"] for t in rotation.status["targets"]}
+    assert set(messages) == {"web", "api"}, messages
+    assert "Deployment web" in messages["web"] and "Deployment api" not in messages["web"], messages
+    assert "Deployment api" in messages["api"] and "Deployment web" not in messages["api"], messages
+    assert "pod api-" in messages["api"] and "NotReady" in messages["api"], messages
+
+
+def test_a_new_pod_not_ready_for_not_ready_after_fails_verification_before_the_timeout() -> None:
+    rotation = rotated_once(secret_spec(verify={"timeout": "10m", "stableFor": "30s", "notReadyAfter": "2m"}))
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    never_ready_pod(world, "web", created=world.now)
+
+    world.advance(seconds=119)
+    before = rotation.step()
+    assert before.status["phase"] == Phase.VERIFYING, before.status
+    assert before.wake_at is not None and before.wake_at <= world.now + timedelta(seconds=1), "it looks again by then"
+    world.advance(seconds=1)
+    failed = rotation.step()
+
+    assert failed.status["phase"] == Phase.ROLLING_BACK, failed.status
+    message = failed.status["rotation"]["failure"]["message"]
+    assert "has not been Ready for 120s (verify.notReadyAfter)" in message and "pod web-" in message, message
+    assert failed.status["rotation"]["failure"]["reason"] == "VerificationFailed"
+
+
+def test_a_paused_rotation_with_a_version_in_use_is_ready_with_reason_paused() -> None:
+    rotation = rotated_once(secret_spec(paused=False))
+    rotation.edit_spec(secret_spec(paused=True))
+
+    paused = rotation.step()
+
+    ready = condition(paused.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Paused"), ready
+    assert "db-v1 stays in use" in ready["message"] and "requested" not in ready["message"], ready
+    assert condition(paused.status, "Stalled") is None
+
+
+def test_a_paused_rotation_whose_last_rotation_failed_stays_stalled_and_not_ready() -> None:
+    rotation = rotated_once(secret_spec(paused=False))
+    world = rotation.world
+    rotation.request(world.now)
+    switch_to_new_version(rotation)
+    world.start_crashing_pod("web")
+    run_rotation(rotation)
+    rotation.edit_spec(secret_spec(paused=True))
+
+    paused = rotation.step()
+
+    assert reason_of(paused.status, "Ready") == ("False", "Paused"), paused.status
+    assert "the last rotation failed" in condition(paused.status, "Ready")["message"]
+    assert reason_of(paused.status, "Stalled") == ("True", "VerificationFailed"), paused.status

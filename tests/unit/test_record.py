@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from secretrotation.core import record
@@ -83,3 +85,28 @@ def test_a_phase_without_a_rotation_in_flight_reads_as_idle() -> None:
 
 def test_versions_of_interest_are_every_version_the_record_names() -> None:
     assert record.read(IN_FLIGHT).versions_of_interest() == {"db-v2", "db-v3", "db-v4", "db-v5"}
+
+
+def test_history_reads_and_writes_back_unchanged_and_is_declared_in_the_crd() -> None:
+    history = [
+        {"revision": 3, "secret": "db-v3", "reason": "Requested", "startedAt": "2026-03-01T12:00:00Z",
+         "finishedAt": "2026-03-01T12:02:00Z", "result": "RolledBack",
+         "failure": {"reason": "VerificationFailed", "message": "pod web-2: CrashLoopBackOff"}},
+        {"revision": 2, "secret": "db-v2", "reason": "Scheduled", "startedAt": "2026-02-28T12:00:00Z",
+         "finishedAt": "2026-02-28T12:01:00Z", "result": "Succeeded"},
+    ]  # fmt: skip
+    status = {**IN_FLIGHT, "history": history}
+
+    assert record.write(record.read(status)) == status
+    assert undeclared(record.write(record.read(status)), STATUS_SCHEMA) == []
+
+
+def test_history_keeps_the_last_ten_rotations_newest_first() -> None:
+    rec = record.read(IN_FLIGHT)
+    for revision in range(1, 13):
+        assert rec.rotation is not None
+        rec.rotation = replace(rec.rotation, revision=revision, version=f"db-v{revision}")
+        rec.ended(datetime(2026, 3, 1, tzinfo=UTC), record.Result.SUCCEEDED)
+
+    assert [e.revision for e in rec.history] == list(range(12, 2, -1))
+    assert len(record.write(rec)["history"]) == record.MAX_HISTORY

@@ -35,6 +35,7 @@ KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", 
 RELEASES = {"1.37": "1.37.2", "1.31": "1.31.13"}
 DEFAULT_MINOR = "1.37"
 ETCD_VERSION = "3.6.16"
+HELM_VERSION = "3.22.0"  # the newest v3 release the module proxy serves
 MINOR_ENV = "SECRETROTATION_KUBERNETES"
 
 
@@ -108,6 +109,24 @@ def find() -> Binaries:
             if not _is_current(target, _stamp(minor)):
                 build(minor, target)
     return from_folder(target / "bin")
+
+
+def helm() -> Path:
+    """The helm command, built once from ``dev/gobuild/helm-3`` like the control plane."""
+    target = cache_root() / f"helm-{HELM_VERSION}"
+    module = _module("helm-3")
+    stamp = f"helm {HELM_VERSION}\ngo.sum sha256 {hashlib.sha256((module / 'go.sum').read_bytes()).hexdigest()}\n"
+    if not _is_current(target, stamp):
+        target.mkdir(parents=True, exist_ok=True)
+        with open(target / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _is_current(target, stamp):
+                (target / "complete").unlink(missing_ok=True)
+                (target / "bin").mkdir(exist_ok=True)
+                flags = f"-X helm.sh/helm/v3/internal/version.version=v{HELM_VERSION}"
+                _go_build(module, "helm.sh/helm/v3/cmd/helm", target / "bin" / "helm", flags, _go_env())
+                (target / "complete").write_text(stamp)
+    return target / "bin" / "helm"
 
 
 def _module(name: str) -> Path:

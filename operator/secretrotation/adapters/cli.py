@@ -1,7 +1,7 @@
 """``secretrotation run``: start the operator.
 
     secretrotation run --namespace shop --namespace billing
-    secretrotation run --all-namespaces --metrics-port 8080 --liveness-port 8081 --log-format json
+    secretrotation run --all-namespaces --exclude-namespace payments --metrics-port 8080 --log-format json
     secretrotation run --all-namespaces --leader-elect
 
 Without ``--leader-elect`` it runs standalone (no kopf peering): deploy one replica with
@@ -16,24 +16,25 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 from types import FrameType
 
 import kopf
+from kubernetes import config
 from prometheus_client import start_http_server
 
-from secretrotation.shell import leader, metrics
+from secretrotation.adapters import scope
+from secretrotation.shell import leader, metrics, steplog
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secretrotation", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
-    scope = run.add_mutually_exclusive_group(required=True)
-    scope.add_argument("-n", "--namespace", action="append", dest="namespaces", help="watch this namespace")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    scope.add_arguments(run)
     run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics here (0: off)")
     run.add_argument("--liveness-port", type=int, default=8081, help="serve /healthz here (0: off)")
     run.add_argument("--bind", default="0.0.0.0", help="address for the metrics and liveness servers")
@@ -72,7 +73,7 @@ def _stand_by(elector: leader.Elector, stop: threading.Event, bind: str, livenes
     return False
 
 
-async def _operate(args: argparse.Namespace, signalled: threading.Event, handler: object) -> None:
+async def _operate(args: argparse.Namespace, watched: scope.Scope, signalled: threading.Event, handler: object) -> None:
     """``kopf.operator``; a signal caught by ``handler`` before kopf handles signals itself is passed on to kopf.
 
     kopf installs its handlers as it starts. Without this, a SIGTERM just before then would
@@ -91,22 +92,63 @@ async def _operate(args: argparse.Namespace, signalled: threading.Event, handler
     try:
         await kopf.operator(
             standalone=True,
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
+            clusterwide=watched.clusterwide,
+            namespaces=watched.namespaces,
             liveness_endpoint=liveness,
+            memo=kopf.Memo(scope=watched),
         )
     finally:
         relay.cancel()
 
 
+def _json_names_the_rotation() -> None:
+    """kopf's JSON lines carry every ``extra`` field; a rotation's name is written as ``name``.
+
+    ``LogRecord`` reserves ``name`` for the logger's, so ``steplog`` passes it as
+    ``steplog.NAME_FIELD``; kopf's JSON formatter (python-json-logger) renames it on output.
+    The text format has no such field: its lines start ``namespace/name:``.
+    """
+    for handler in logging.getLogger().handlers:
+        renames = getattr(handler.formatter, "rename_fields", None)
+        if isinstance(renames, dict):
+            renames[steplog.NAME_FIELD] = "name"
+
+
+def _credentials_problem() -> str | None:
+    """None when in-cluster credentials or a kubeconfig load; else one line saying what was looked for."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return None
+    except config.ConfigException as error:
+        in_cluster = f"no in-cluster credentials ({error})"
+    kubeconfig = os.environ.get("KUBECONFIG")
+    where = f"$KUBECONFIG={kubeconfig}" if kubeconfig else "~/.kube/config ($KUBECONFIG is unset)"
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]  # $KUBECONFIG (each file it lists), else ~/.kube/config
+        return None
+    except (config.ConfigException, OSError) as error:
+        return f"cannot reach a cluster: {in_cluster}, and no usable kubeconfig at {where} ({error})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        watched = scope.from_arguments(args, leader.default_namespace())
+    except scope.ScopeError as error:
+        parser.error(str(error))
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(log_format=log_format)
+    _json_names_the_rotation()
     if args.verbose:  # the operator's own decisions, not every HTTP request
         logging.getLogger("secretrotation").setLevel(logging.DEBUG)
+    problem = _credentials_problem()
+    if problem is not None:  # before any server starts: nothing would ever answer for a cluster
+        print(f"secretrotation: {problem}", file=sys.stderr)
+        return 1
     from secretrotation.adapters import handlers  # noqa: F401 - importing registers the kopf handlers
+
+    logging.getLogger("secretrotation.scope").info("Acting in %s.", watched.describe())
 
     elector: leader.Elector | None = None
     if args.leader_elect:
@@ -136,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not signalled.is_set():
             with contextlib.suppress(asyncio.CancelledError):  # as kopf.run
-                asyncio.run(_operate(args, signalled, on_signal))
+                asyncio.run(_operate(args, watched, signalled, on_signal))
     finally:
         if elector is not None:
             elector.release()  # kopf has stopped acting: hand the Lease to a standby at once

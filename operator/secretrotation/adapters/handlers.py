@@ -3,7 +3,8 @@
 Only ``on.event`` handlers: they write nothing onto the watched objects (no
 annotations, no finalizers), which is what the operator wants for Pods and
 workloads it does not own, and for its own resources, whose deletion must
-never wait for the operator.
+never wait for the operator. An event from a namespace outside the operator's
+scope (``memo.scope``: ``adapters/scope.py``) is dropped before the engine sees it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, cast
 import kopf
 from kubernetes import client, config
 
+from secretrotation.adapters import scope
 from secretrotation.core import names, plan
 from secretrotation.shell import api, cluster, engine
 
@@ -65,6 +67,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
     kube = cluster.Cluster(_api_client())
     memo.engine = engine.Engine(kube, _post_event)
+    memo.setdefault("scope", scope.Scope(clusterwide=True))  # run by kopf itself: its own -n or -A decides
 
 
 @kopf.on.cleanup()
@@ -73,7 +76,9 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def rotation_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def rotation_changed(type: str | None, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if not (namespace and memo.scope.watches(namespace)):
+        return
     if type == "DELETED":
         memo.engine.resource_deleted(dict(body))
     else:
@@ -84,7 +89,7 @@ def _feeds_the_store(kind: str, group: str, plural: str) -> None:
     """Every event of ``kind`` goes to the engine's store, and wakes the rotations waiting in its namespace."""
 
     async def changed(type: str | None, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-        if namespace:
+        if namespace and memo.scope.watches(namespace):
             memo.engine.object_changed(kind, namespace, type, body)
 
     kopf.on.event(group, "v1", plural, id=f"store-{plural}")(changed)

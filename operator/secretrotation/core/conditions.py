@@ -4,7 +4,8 @@ Conditions follow the Kubernetes API conventions and kstatus, which Flux, kpt,
 Argo CD health checks and ``kubectl wait`` read:
 
 * ``Ready`` is always present;
-* ``Reconciling`` is present, and True, only while a rotation is in flight;
+* ``Reconciling`` is present, and True, only while a rotation is in flight, or a request
+  waits to start one (``Requested``: written at once, so ``kubectl wait`` never sees the old Ready);
 * ``Stalled`` is present, and True, only when progress needs a human;
 * ``GarbageCollected`` is present, and False, only while a deletion is blocked.
 
@@ -29,7 +30,8 @@ class Reason(enum.StrEnum):
     # Ready=True
     ROTATED = "Rotated"
     NO_CONSUMERS = "NoConsumers"  # rotated in, but no workload uses it: nothing was verified
-    # Ready=False / Reconciling=True while a rotation is in flight
+    # Ready=False / Reconciling=True while a rotation is in flight, or a request waits to start one
+    REQUESTED = "Requested"
     STAGING = "Staging"
     ROLLING_OUT = "RollingOut"
     VERIFYING = "Verifying"

@@ -127,6 +127,31 @@ def refused(resource: Resource, now: datetime, reason: str, message: str) -> Pla
     return step.done()
 
 
+def acknowledge(resource: Resource, now: datetime) -> Plan | None:
+    """A new request, marked at once (Ready=False, Reconciling=True, ``Requested``), before any read.
+
+    Starting the rotation reads the namespace first; this status write goes out before that,
+    so ``kubectl wait --for=condition=Ready`` after a request never sees the old Ready=True.
+    None when there is nothing to mark: no new request, paused, in flight, or already marked.
+    """
+    before = record.read(resource.status)
+    ready, stalled = before.condition("Ready") or {}, before.condition("Stalled") or {}
+    if before.rotation is not None or ready.get("reason") == Reason.REQUESTED:
+        return None
+    if stalled.get("reason") == Reason.INVALID_SPEC:
+        return None  # the request cannot start anything until the spec is fixed; the step says why
+    try:
+        spec = parse_spec(resource.spec)
+    except InvalidSpec:
+        return None
+    step = _step(resource, quiet_observation(now), spec, before)
+    request = step.pending_request()
+    if request is None:
+        return None
+    step.requested(request)
+    return step.done(requeue=True)
+
+
 def is_quiet(resource: Resource, now: datetime) -> bool:
     """True when a step needs nothing from the cluster: idle, nothing due, nothing to collect.
 

@@ -60,8 +60,8 @@ class PodVerdict:
     """The verdict on one pod.
 
     ``reason`` is CamelCase: a waiting reason from FAIL_FAST_WAITING_REASONS,
-    ``FailedMount``, ``Terminating``, ``NotReady``, ``Stabilizing`` or
-    ``Stable``. ``message`` names only the pod, containers and reasons, never
+    ``FailedMount``, ``NotReadyTooLong``, ``Terminating``, ``NotReady``,
+    ``Stabilizing`` or ``Stable``. ``message`` names only the pod, containers and reasons, never
     kubelet's free text, which can quote Secret data.
     """
 
@@ -78,19 +78,51 @@ def pod_verdict(
     stable_for: timedelta,
     mount_failure_since: datetime | None = None,
     mount_grace: timedelta = MOUNT_GRACE,
+    not_ready_after: timedelta | None = None,
 ) -> PodVerdict:
     """Whether ``pod`` has failed, is still settling, or is stable.
 
     Checks, first match wins: a container, sidecar or init container waiting
     with a reason in FAIL_FAST_WAITING_REASONS (FAILED); a ``FailedMount`` Event seen
     since ``mount_failure_since`` on a pod still not Ready after ``mount_grace``
-    (FAILED); deletion under way (WAITING ``Terminating``); not Ready (WAITING
+    (FAILED); deletion under way (WAITING ``Terminating``); not Ready for
+    ``not_ready_after`` or longer (FAILED ``NotReadyTooLong``); not Ready (WAITING
     ``NotReady``); Ready for less than ``stable_for`` since it last turned Ready
     or a container or sidecar last exited (WAITING ``Stabilizing``); otherwise STABLE.
     ``now`` and ``mount_failure_since`` must be timezone-aware.
     """
     failure = _failure_verdict(pod, now, mount_failure_since, mount_grace)
+    if failure is None and not_ready_after is not None:
+        failure = _not_ready_too_long(pod, now, not_ready_after)
     return failure if failure is not None else _readiness_verdict(pod, now, stable_for)
+
+
+def not_ready_since(pod: Mapping[str, Any]) -> datetime | None:
+    """Since when a pod that is not Ready (and not terminating) has been so; None for a Ready one.
+
+    The later of its creation and its Ready condition's last transition: a pod that
+    never turned Ready counts from its creation, one that turned unready from then.
+    """
+    metadata = mapping(pod.get("metadata"))
+    if _ready_condition(pod) is not None or metadata.get("deletionTimestamp"):
+        return None
+    moments = [parse_time(metadata.get("creationTimestamp"))]
+    for condition in mappings(mapping(pod.get("status")).get("conditions")):
+        if condition.get("type") == "Ready":
+            moments.append(parse_time(condition.get("lastTransitionTime")))
+    present = [m for m in moments if m is not None]
+    return max(present) if present else None
+
+
+def _not_ready_too_long(pod: Mapping[str, Any], now: datetime, bound: timedelta) -> PodVerdict | None:
+    since = not_ready_since(pod)
+    if since is None or now - since < bound:
+        return None
+    name = name_of(pod)
+    unready = ", ".join(_unready_containers(pod))
+    detail = f"; containers not ready: {unready}" if unready else ""
+    message = f"pod {name} has not been Ready for {_whole_seconds(now - since)}s (verify.notReadyAfter){detail}"
+    return PodVerdict(name, PodState.FAILED, "NotReadyTooLong", message)
 
 
 def stable_at(pod: Mapping[str, Any], stable_for: timedelta) -> datetime | None:

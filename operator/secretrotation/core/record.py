@@ -71,6 +71,28 @@ class Failure:
     message: str
 
 
+class Result(enum.StrEnum):  # how a rotation ended
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"  # a target was switched, then switched back
+    FAILED = "Failed"  # stopped before any target was switched
+
+
+MAX_HISTORY = 10  # rotations kept in status.history
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One rotation in ``status.history``: names, times and reasons, never a value."""
+
+    revision: int
+    version: str
+    trigger: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: str  # a Result
+    failure: Failure | None = None
+
+
 @dataclass(frozen=True)
 class Blocked:
     """An old version whose deletion is blocked, and why."""
@@ -152,6 +174,7 @@ class Record:
     next_rotation_time: datetime | None = None
     last_rotation_time: datetime | None = None
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    history: list[Ended] = field(default_factory=list)  # newest first, at most MAX_HISTORY
 
     @property
     def busy(self) -> bool:
@@ -181,7 +204,15 @@ class Record:
             targets=None if self.targets is None else list(self.targets),
             untracked=list(self.untracked),
             conditions=[dict(c) for c in self.conditions],
+            history=list(self.history),
         )
+
+    def ended(self, now: datetime, result: str, failure: Failure | None = None) -> None:
+        """Record the rotation in flight as ended (newest first, the last ``MAX_HISTORY`` kept)."""
+        assert self.rotation is not None, "only a rotation in flight ends"
+        rotation = self.rotation
+        entry = Ended(rotation.revision, rotation.version, rotation.trigger, rotation.started_at, now, result, failure)
+        self.history = [entry, *self.history][:MAX_HISTORY]
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -214,6 +245,7 @@ def read(status: Mapping[str, Any]) -> Record:
         next_rotation_time=parse_time(status.get("nextRotationTime")),
         last_rotation_time=parse_time(status.get("lastRotationTime")),
         conditions=[dict(c) for c in status.get("conditions") or []],
+        history=[_ended(e) for e in status.get("history") or [] if isinstance(e, Mapping) and e.get("revision")],
     )
 
 
@@ -228,6 +260,13 @@ def _failure(entry: Any) -> Failure | None:
     if not isinstance(entry, Mapping) or not entry:
         return None
     return Failure(str(entry.get("reason") or ""), str(entry.get("message") or ""))
+
+
+def _ended(entry: Mapping[str, Any]) -> Ended:
+    started, finished = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
+    version, trigger = str(entry.get("secret") or ""), str(entry.get("reason") or "")
+    result, failure = str(entry.get("result") or Result.FAILED), _failure(entry.get("failure"))
+    return Ended(int(entry["revision"]), version, trigger, started, finished, result, failure)
 
 
 def _adopted(entry: Any) -> Adopted | None:
@@ -300,7 +339,17 @@ def write(record: Record) -> dict[str, Any]:
     _put(status, "nextRotationTime", _time(record.next_rotation_time))
     _put(status, "lastRotationTime", _time(record.last_rotation_time))
     status["conditions"] = [dict(c) for c in record.conditions]
+    if record.history:
+        status["history"] = [_write_ended(e) for e in record.history]
     return status
+
+
+def _write_ended(ended: Ended) -> dict[str, Any]:
+    entry: dict[str, Any] = {"revision": ended.revision, "secret": ended.version, "reason": ended.trigger}
+    entry |= {"startedAt": _time(ended.started_at), "finishedAt": _time(ended.finished_at), "result": ended.result}
+    if ended.failure is not None:
+        entry["failure"] = {"reason": ended.failure.reason, "message": ended.failure.message}
+    return {key: value for key, value in entry.items() if value is not None and value != ""}
 
 
 def _put(status: dict[str, Any], key: str, value: Any) -> None:

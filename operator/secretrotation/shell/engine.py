@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,12 +27,11 @@ from typing import Any
 from secretrotation.core import plan, planner, record, world
 from secretrotation.core.phases import deleted
 from secretrotation.core.world import Fact
-from secretrotation.shell import api, cluster, metrics, reverts
+from secretrotation.shell import api, cluster, metrics, reverts, steplog
 from secretrotation.shell.api import describe_error
 from secretrotation.shell.store import Store
 from secretrotation.shell.tracked import Tracked, intent, older
 
-log = logging.getLogger("secretrotation")
 Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
 COALESCE_SECONDS = 0.15  # a burst of watch events (a rollout) becomes one step, at most ~6 per second
@@ -84,7 +82,9 @@ class Engine:
         if task.cancelled() or task.exception() is None or self.tracked.get(key) is not tracked:
             return
         problem = describe_error(task.exception())  # type: ignore[arg-type]
-        log.error("%s/%s: the rotation's task died (%s); starting it again", *key, problem)
+        steplog.ResourceLog(*key, lambda: tracked.status).error(
+            "the rotation's task died (%s); starting it again", problem
+        )
         self._start(key, tracked)
 
     def resource_deleted(self, body: Mapping[str, Any]) -> None:
@@ -142,7 +142,7 @@ class Engine:
 
     def _gone(self, key: Key, tracked: Tracked) -> None:
         """The resource went while we were not told (a deletion missed by the watch): as if told now."""
-        log.info("%s/%s: the resource is gone; stopping its task", *key)
+        steplog.ResourceLog(*key, lambda: tracked.status).info("the resource is gone; stopping its task")
         if self.tracked.get(key, tracked) is not tracked:
             return  # a new incarnation already has its own task; this one was stopped for it
         self.tracked[key] = tracked  # resource_deleted reads the status this task last wrote
@@ -195,6 +195,7 @@ class Engine:
 
     async def _run(self, key: Key) -> None:
         failures = conflicts = 0
+        say = steplog.ResourceLog(*key, lambda: tracked.status)  # fields as the status stands at each line
         while key in self.tracked:
             tracked = self.tracked[key]
             tracked.wake.clear()
@@ -209,11 +210,11 @@ class Engine:
             except api.StatusConflict as conflict:
                 # Someone wrote the resource since we read it: read it again, then re-plan from that.
                 conflicts += 1
-                log.info("%s/%s: %s; reading it again", *key, conflict)
+                say.info("%s; reading it again", conflict)
                 try:
                     current = await asyncio.to_thread(self.cluster.read_rotation, *key)
                 except Exception as error:
-                    log.warning("%s/%s: could not read it again (%s); retrying", *key, describe_error(error))
+                    say.warning("could not read it again (%s); retrying", describe_error(error))
                     await self._sleep(tracked, min(2.0**conflicts, MAX_ERROR_BACKOFF_SECONDS))
                     continue
                 if current is None or current["metadata"].get("uid") != tracked.body["metadata"].get("uid"):
@@ -228,23 +229,24 @@ class Engine:
                 conflicts += 1
                 metrics.STEP_ERRORS.labels(*key).inc()
                 delay = min(0.2 * 2 ** (conflicts - 1), MAX_CONFLICT_BACKOFF_SECONDS)
-                log.info("%s/%s: %s; re-planning in %.1fs", *key, conflict, delay)
+                say.info("%s; re-planning in %.1fs", conflict, delay)
                 await asyncio.sleep(delay)
                 continue
             except api.Refused as refused:
                 metrics.STEP_ERRORS.labels(*key).inc()
                 resource = self._resource(key, tracked)
                 report = planner.refused(resource, datetime.now(UTC), refused.reason, str(refused))
+                cause = {"reason": refused.reason}
                 if report.requeue:  # refused while switching: the rotation fails and rolls back
-                    log.warning("%s/%s: refused (%s) while switching: %s; rolling back", *key, refused.reason, refused)
+                    say.warning("refused (%s) while switching: %s; rolling back", refused.reason, refused, extra=cause)
                 else:
-                    log.warning(
-                        "%s/%s: refused (%s): %s; retrying in %.0fs", *key, refused.reason, refused, REFUSED_RETRY
+                    say.warning(
+                        "refused (%s): %s; retrying in %.0fs", refused.reason, refused, REFUSED_RETRY, extra=cause
                     )
                 try:
                     await self._apply(key, tracked, resource, report, tracked.resource_version)
                 except Exception as error:
-                    log.warning("%s/%s: could not report the refusal (%s)", *key, describe_error(error))
+                    say.warning("could not report the refusal (%s)", describe_error(error))
                     await self._sleep(tracked, MAX_CONFLICT_BACKOFF_SECONDS)
                     continue
                 if not report.requeue:
@@ -261,7 +263,7 @@ class Engine:
                     error = RuntimeError(f"step still running after {STEP_WATCHDOG:.0f}s (watchdog)")
                 delay = min(2.0 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS)
                 problem = describe_error(error)
-                log.warning("%s/%s: step failed (%s); retrying in %.0fs", *key, problem, delay)
+                say.warning("step failed (%s); retrying in %.0fs", problem, delay, extra={"reason": "StepFailed"})
                 if failures == 1:
                     self.post_event(tracked.body, plan.Event("StepFailed", f"{problem}; retrying", warning=True))
                 await self._sleep(tracked, delay)
@@ -309,9 +311,10 @@ class Engine:
         namespace, name = key
         resource, version = self._resource(key, tracked), tracked.resource_version
         now = datetime.now(UTC)
-        if planner.is_quiet(resource, now):
-            observed = planner.quiet_observation(now)
-            return await self._apply(key, tracked, resource, planner.plan(resource, observed), version)
+        marked = planner.acknowledge(resource, now)  # a new request is marked before anything is read
+        if marked is not None or planner.is_quiet(resource, now):
+            step = marked or planner.plan(resource, planner.quiet_observation(now))
+            return await self._apply(key, tracked, resource, step, version)
         self._stepping[namespace] = self._stepping.get(namespace, 0) + 1
         try:
             # Claiming workloads happens in Staging; one claim at a time per namespace.
@@ -355,8 +358,7 @@ class Engine:
     ) -> plan.Plan:
         """Perform the actions, then write the status, only over the resourceVersion the step planned from."""
         namespace, name = key
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s/%s: %s", namespace, name, _decision(step))
+        steplog.decided(namespace, name, step)
         for batch in plan.batches(step.actions):
             # Switches of different workloads go out together; everything else in order, one by one.
             done = await asyncio.gather(
@@ -379,17 +381,8 @@ class Engine:
             before, after = record.read(resource.status), record.read(step.status)
             if before.rotation is not None and after.rotation is None:
                 self.namespace_changed(namespace)  # its workloads are free: wake whoever waits for them
-            if after.phase is not before.phase or not resource.status:
-                log.info("%s/%s: %s -> %s", namespace, name, before.phase if resource.status else "new", after.phase)
         for event in step.events:
             self.post_event(tracked.body, event)
-        metrics.update(namespace, name, resource.status, step, time.time())
+        steplog.reported(namespace, name, resource.status, step)
+        metrics.update(namespace, name, resource.status, step, time.time(), tracked.body)
         return step
-
-
-def _decision(step: plan.Plan) -> str:
-    """One line on what a step decided, for --verbose: its phase, the Ready reason, its actions, when it looks next."""
-    ready: Mapping[str, Any] = next((c for c in step.status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    actions = ", ".join(type(a).__name__ for a in step.actions) or "no action"
-    wake = step.wake_at.isoformat() if step.wake_at else "on a watch event"
-    return f"{step.status.get('phase')} ({ready.get('reason')}: {ready.get('message')}); {actions}; next look {wake}"

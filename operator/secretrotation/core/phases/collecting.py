@@ -12,7 +12,7 @@ from secretrotation.core import names
 from secretrotation.core.conditions import truncate
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
-from secretrotation.core.record import Adopted, Blocked, Phase
+from secretrotation.core.record import Adopted, Blocked, Phase, Result
 from secretrotation.core.rules import collect as rules
 from secretrotation.core.rules.health import earliest
 from secretrotation.core.world import Referrer, describe
@@ -74,11 +74,16 @@ def collect(step: Step, *, finish: bool) -> Plan:
         verified = describe([Referrer(t.kind, t.name) for t in rotation.targets])
         on = f"{verified} verified on it" if verified else "no workload consumes it"
         step.event("Promoted", f"{rotation.version} is now in use (revision {rotation.revision}): {on}{gone}")
+        rec.ended(step.now, Result.SUCCEEDED)
         rec.phase = Phase.IDLE
         rec.rotation = None
     elif deleted:
         step.event("GarbageCollected", gone.removeprefix("; "))
     step.settled()
+    request = step.pending_request() if finish else None
+    if request is not None:  # requested while this rotation ran: the next one starts now
+        step.requested(request)
+        return step.done(requeue=True)
     recheck = step.now + BLOCKED_RECHECK if blocked else None
     return step.done(wake_at=earliest(rec.next_rotation_time, recheck))
 

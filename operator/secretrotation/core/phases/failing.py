@@ -13,7 +13,7 @@ from dataclasses import replace
 from secretrotation.core.conditions import Condition, Reason, truncate
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
-from secretrotation.core.record import Blocked, Failure, Phase, TargetReport
+from secretrotation.core.record import Blocked, Failure, Phase, Result, TargetReport
 from secretrotation.core.rules import collect, trigger
 
 MAX_STATUS_TARGETS = 64
@@ -52,7 +52,14 @@ def _finish_failed(step: Step, reason: Reason, message: str, *, announce: bool) 
     rec, rotation = step.record, step.rotation
     switched = [t for t in rotation.targets if t.switched]
     if switched:
-        reports = [TargetReport(t.kind, t.name, "RolledBack", truncate(message), rotation.previous) for t in switched]
+        # Each target says what verification last saw of it, not the failure of whichever target failed first.
+        seen = {(r.kind, r.name): r.message for r in rec.targets or () if r.version == rotation.version}
+        reports = [
+            TargetReport(
+                t.kind, t.name, "RolledBack", _rolled_back(seen.get((t.kind, t.name)), message), rotation.previous
+            )
+            for t in switched
+        ]
         rec.targets = reports[:MAX_STATUS_TARGETS]
     rec.consecutive_failures += 1
     rec.last_failure_time = step.now
@@ -66,12 +73,22 @@ def _finish_failed(step: Step, reason: Reason, message: str, *, announce: bool) 
             "self-heal?): not retried on schedule until the spec changes or a rotation is requested"
         )
         rec.last_failure = Failure(str(reason), message)
+    rec.ended(step.now, Result.ROLLED_BACK if switched else Result.FAILED, rec.last_failure)
     rec.phase = Phase.IDLE
     rec.rotation = None
     if announce:
         step.event("RotationFailed", message, warning=True)
+    request = step.pending_request()
+    if request is not None:  # requested while this rotation ran: the next one starts now
+        step.requested(request)
+        return step.done(requeue=True)
     step.conditions(
         Condition("Ready", False, Reason.ROTATION_FAILED, message),
         Condition("Stalled", True, reason, message),
     )
     return step.done(wake_at=rec.next_rotation_time)
+
+
+def _rolled_back(seen: str | None, failure: str) -> str:
+    """A rolled-back target's message: what verification last saw of it, else the rotation's failure."""
+    return truncate(f"rolled back; last seen: {seen}" if seen else f"rolled back: {failure}")

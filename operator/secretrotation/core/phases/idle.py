@@ -36,9 +36,6 @@ def idle(step: Step) -> Plan:
     if not decision.start:
         if rec.pending_deletion:
             return collecting.collect(step, finish=False)
-        if spec.paused and not rec.current:
-            step.conditions(Condition("Ready", False, Reason.PAUSED, "paused before the first rotation"))
-            return step.done()
         step.settled()
         return step.done(wake_at=None if spec.paused else rec.next_rotation_time)
     assert decision.trigger is not None

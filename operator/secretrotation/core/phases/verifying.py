@@ -15,7 +15,7 @@ from secretrotation.core.phases import failing
 from secretrotation.core.phases.step import Step
 from secretrotation.core.plan import Plan
 from secretrotation.core.record import Adopted, Phase, TargetReport
-from secretrotation.core.rules import health, trigger
+from secretrotation.core.rules import Finding, health, trigger
 from secretrotation.core.world import Obj
 
 MAX_STATUS_TARGETS = 64
@@ -39,12 +39,13 @@ def verifying(step: Step) -> Plan:
         moved = health.switch_holds(target, workload, "verification")
         if moved is not None:
             # Never promote a version a target no longer references: it would be "verified" unused.
-            return failing.fail(step, Reason(moved.reason), moved.message)
+            return _failed(step, reports, target.kind, target.name, moved)
         assert workload is not None, "switch_holds reports a workload that is gone"
-        view, wake = health.view_of(workload, on_new_version, step.observed, step.spec.verify.stable_for)
+        verify = step.spec.verify
+        view, wake = health.view_of(workload, on_new_version, step.observed, verify.stable_for, verify.not_ready_bound)
         verdict = health.judge(view, wake)
         if verdict.failure is not None:
-            return failing.fail(step, Reason(verdict.failure.reason), verdict.failure.message)
+            return _failed(step, reports, target.kind, target.name, verdict.failure)
         state = "Verified" if verdict.done else "Verifying"
         reports.append(TargetReport(target.kind, target.name, state, truncate(verdict.message), new))
         if not verdict.done:
@@ -52,7 +53,7 @@ def verifying(step: Step) -> Plan:
             wake_at = health.earliest(wake_at, verdict.wake_at)
     step.record.targets = reports[:MAX_STATUS_TARGETS]
     if pending:
-        late = health.within_deadline(rotation.deadline, step.now, step.spec.verify.timeout, pending[0])
+        late = health.within_deadline(rotation.deadline, step.now, step.spec.verify.timeout, "; ".join(pending[:3]))
         if late is not None:
             return failing.fail(step, Reason(late.reason), late.message)
         progress_only = step.before.observed_generation == step.resource.generation
@@ -64,6 +65,13 @@ def verifying(step: Step) -> Plan:
     # Never report "verified" from memory: the last look before promotion is a fresh LIST.
     step.observed.require_fresh()
     return promote(step)
+
+
+def _failed(step: Step, judged: list[TargetReport], kind: str, name: str, finding: Finding) -> Plan:
+    """Fail the rotation on ``finding``: each target judged so far keeps its own message, the failing one says why."""
+    failed = TargetReport(kind, name, "Failed", truncate(finding.message), step.rotation.version)
+    step.record.targets = [*judged, failed][:MAX_STATUS_TARGETS]
+    return failing.fail(step, Reason(finding.reason), finding.message)
 
 
 def promote(step: Step) -> Plan:

@@ -8,7 +8,8 @@ fails, and the rotation rolls back, at the first of these findings:
    (a GitOps self-heal or a human reverting it: ``TargetChangedExternally``);
 2. Kubernetes gave up on the rollout (a Deployment past its progress deadline);
 3. a ReplicaSet cannot create pods (admission refused them, for example);
-4. a new pod failed: a waiting reason that will not clear, or volumes that do not mount;
+4. a new pod failed: a waiting reason that will not clear, volumes that do not mount,
+   or not Ready for ``verify.notReadyAfter`` (shorter than the timeout: fail fast);
 5. the workload's update strategy cannot be judged (``OnDelete``; preflight refuses it too);
 6. ``verify.timeout`` passed since the first switch, with the workload still not verified.
 """
@@ -25,6 +26,7 @@ from secretrotation.core.rules import Finding, first
 from secretrotation.core.world import Obj, Observed
 
 VERIFICATION_FAILED = "VerificationFailed"
+MAX_NAMED_PODS = 3  # pods named in one target's message; the rest are counted
 CHANGED_EXTERNALLY = "TargetChangedExternally"
 
 
@@ -95,16 +97,29 @@ def judge(view: TargetView, wake_at: datetime | None = None) -> Health:
     failure = first(FAILURE_CHAIN, view)
     if failure is not None:
         return Health(False, failure, failure.message)
+    waiting = _waiting_pods(view.verdicts)
     if not view.status.done:
-        return Health(False, None, f"{view.label}: {view.status.message}", wake_at)
-    waiting = [f"pod {v.pod} {v.reason}" for v in view.verdicts if v.state is pods.PodState.WAITING]
+        # The rollout's own words, and which new pods hold it up (a pod that never turns Ready is named).
+        detail = f"; {waiting}" if waiting else ""
+        return Health(False, None, f"{view.label}: {view.status.message}{detail}", wake_at)
     if waiting:
-        return Health(False, None, f"{view.label}: " + ", ".join(waiting[:3]), wake_at)
+        return Health(False, None, f"{view.label}: {waiting}", wake_at)
     return Health(True, None, f"{view.label}: rolled out, new pods Ready and stable")
 
 
+def _waiting_pods(verdicts: tuple[pods.PodVerdict, ...]) -> str:
+    """The new pods still waiting, each with why, the first few by name: empty when none waits."""
+    waiting = [f"pod {v.pod} {v.reason}" for v in verdicts if v.state is pods.PodState.WAITING]
+    more = len(waiting) - MAX_NAMED_PODS
+    return ", ".join(waiting[:MAX_NAMED_PODS]) + (f" and {more} more" if more > 0 else "")
+
+
 def view_of(
-    workload: Obj, on_new_version: Callable[[Obj], bool], observed: Observed, stable_for: timedelta
+    workload: Obj,
+    on_new_version: Callable[[Obj], bool],
+    observed: Observed,
+    stable_for: timedelta,
+    not_ready_after: timedelta | None = None,
 ) -> tuple[TargetView, datetime | None]:
     """The view of one switched workload, and when a waiting pod's verdict can next change."""
     label = f"{workload['kind']} {workload['metadata']['name']}"
@@ -117,11 +132,15 @@ def view_of(
         # the Events that say so are fetched for such pods alone.
         stuck = pods.may_have_failed_to_mount(pod, observed.now)
         since = observed.mount_failure_since(name) if stuck else None
-        verdict = pods.pod_verdict(pod, now=observed.now, stable_for=stable_for, mount_failure_since=since)
+        verdict = pods.pod_verdict(
+            pod, now=observed.now, stable_for=stable_for, mount_failure_since=since, not_ready_after=not_ready_after
+        )
         verdicts.append(verdict)
         if verdict.state is pods.PodState.WAITING:
             mount_deadline = since + pods.MOUNT_GRACE if since else pods.mount_check_at(pod)
-            wake_at = earliest(wake_at, pods.stable_at(pod, stable_for), mount_deadline)
+            unready = pods.not_ready_since(pod)
+            too_long_at = unready + not_ready_after if unready and not_ready_after is not None else None
+            wake_at = earliest(wake_at, pods.stable_at(pod, stable_for), mount_deadline, too_long_at)
     view = TargetView(label, rollout.rollout_status(workload), _replica_failure(workload, observed), tuple(verdicts))
     return view, wake_at
 

@@ -66,6 +66,7 @@ _SPEC_FIELDS = frozenset(
 _ROTATE_EVERY = DurationRule("rotateEvery", None, "1m", "8760h")
 _VERIFY_TIMEOUT = DurationRule("timeout", "10m", "10s", "24h")
 _VERIFY_STABLE_FOR = DurationRule("stableFor", "30s", "0s", "1h")
+_VERIFY_NOT_READY_AFTER = DurationRule("notReadyAfter", None, "10s", "24h")
 
 
 def parse_at(spec: Mapping[str, Any], path: str) -> RotationSpec:
@@ -77,7 +78,7 @@ def parse_at(spec: Mapping[str, Any], path: str) -> RotationSpec:
         **credential,
         targets=targets_of(root),
         rotate_every=root.duration(_ROTATE_EVERY),
-        verify=_verify(root.child("verify", {"timeout", "stableFor"})),
+        verify=_verify(root.child("verify", {"timeout", "stableFor", "notReadyAfter"})),
         retain=root.integer("retain", DEFAULT_RETAIN, 0, MAX_RETAIN),
         paused=root.boolean("paused", False),
     )
@@ -235,4 +236,10 @@ def _verify(verify: Fields) -> VerifySpec:
             verify.at("stableFor"),
             f"must be shorter than timeout ({format_duration(timeout)}), or verification can never succeed",
         )
-    return VerifySpec(timeout=timeout, stable_for=stable_for)
+    not_ready_after = verify.duration(_VERIFY_NOT_READY_AFTER)
+    if not_ready_after is not None and not_ready_after >= timeout:
+        raise InvalidSpec(
+            verify.at("notReadyAfter"),
+            f"must be shorter than timeout ({format_duration(timeout)}): the timeout would fail the rotation first",
+        )
+    return VerifySpec(timeout=timeout, stable_for=stable_for, not_ready_after=not_ready_after)

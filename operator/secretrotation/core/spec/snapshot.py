@@ -53,6 +53,8 @@ def spec_to_snapshot(spec: RotationSpec) -> dict[str, Any]:
         "timeout": format_duration(spec.verify.timeout),
         "stableFor": format_duration(spec.verify.stable_for),
     }
+    if spec.verify.not_ready_after is not None:
+        snapshot["verify"]["notReadyAfter"] = format_duration(spec.verify.not_ready_after)
     snapshot["retain"] = spec.retain
     snapshot["paused"] = spec.paused
     return snapshot

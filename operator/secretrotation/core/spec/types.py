@@ -167,6 +167,13 @@ class VerifySpec:
 
     timeout: timedelta
     stable_for: timedelta
+    # A new pod not Ready for this long fails verification before the timeout (None: not set, the default applies).
+    not_ready_after: timedelta | None = None
+
+    @property
+    def not_ready_bound(self) -> timedelta:
+        """How long a new pod may stay not Ready before verification fails (seconds, as a timedelta)."""
+        return self.not_ready_after if self.not_ready_after is not None else DEFAULT_NOT_READY_AFTER
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,7 @@ class ServiceAccountSpec:
     token_secret: bool = False
 
 
+DEFAULT_NOT_READY_AFTER = timedelta(minutes=5)  # past the timeout, the timeout fails the rotation first
 DEFAULT_VERIFY = VerifySpec(timeout=timedelta(minutes=10), stable_for=timedelta(seconds=30))
 
 
