@@ -236,6 +236,7 @@ def test_monitoring_toggles_render_monitor_rules_and_dashboard(helm: Path, tmp_p
     service = one(docs, "Service", "secretrotation-metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True, "else namespace becomes exported_namespace"
     rule = one(docs, "PrometheusRule", "secretrotation")
     shipped = yaml.safe_load((CHART / "files/prometheusrule.yaml").read_text())
     assert rule["spec"] == shipped["spec"]
@@ -246,7 +247,8 @@ def test_monitoring_toggles_render_monitor_rules_and_dashboard(helm: Path, tmp_p
     assert json.loads(dashboard["data"]["secretrotation.json"]) == shipped_dashboard
 
     pod_monitor = render(helm, tmp_path, {"metrics": {"podMonitor": {"enabled": True}}})
-    assert one(pod_monitor, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    endpoint = one(pod_monitor, "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
     both = {"metrics": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
     assert "enable one of them" in template(helm, tmp_path, both, check=False).stderr
 
