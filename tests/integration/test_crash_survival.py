@@ -31,6 +31,7 @@ from kubetest.rotations import (
 )
 from secretrotation.core import references
 from secretrotation_dev.devcluster import podsim
+from secretrotation_dev.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 # Slow enough to catch each phase from a watch, fast enough to keep the module short.
@@ -91,11 +92,17 @@ Effect = Callable[[Kube, str], None]
 
 
 def kill_in_phase(
-    kube: Kube, namespace: str, operator: OperatorProcess, phase: str, effect: Effect | None = None
+    kube: Kube,
+    namespace: str,
+    operator: OperatorProcess,
+    phase: str,
+    effect: Effect | None = None,
+    release: Callable[[], None] | None = None,
 ) -> None:
     """SIGKILL the operator the moment the status reports ``phase`` (and ``effect`` is seen), then restart it.
 
-    The kill only proves something if the cursor was still at ``phase``: that is checked.
+    The kill only proves something if the cursor was still at ``phase``: that is checked. ``release``
+    lifts whatever held the operator there, before the restart.
     """
     wait_rotation(kube, namespace, "db", in_phase(phase), f"phase {phase}")
     if effect is not None:
@@ -103,6 +110,8 @@ def kill_in_phase(
     operator.kill()
     cursor = (read_rotation(kube, namespace).get("status") or {}).get("phase")
     assert cursor == phase, f"the operator left {phase} (now {cursor}) before it was killed: the kill proves nothing"
+    if release is not None:
+        release()
     operator.start()
 
 
@@ -130,16 +139,12 @@ def assert_rotated_exactly_once(kube: Kube, namespace: str, before: dict[str, in
     [
         ("Staging", None),
         ("Staging", staged_version_exists),  # created, but the cursor has not moved on
-        ("RollingOut", None),
-        ("RollingOut", first_workload_switched),  # some targets switched, the cursor not yet moved on
         ("Verifying", None),
         ("CollectingGarbage", None),
     ],
     ids=[
         "Staging",
         "Staging-db-v2-created",
-        "RollingOut",
-        "RollingOut-first-switched",
         "Verifying",
         "CollectingGarbage",
     ],
@@ -152,6 +157,27 @@ def test_sigkill_at_every_phase_boundary_still_rotates_exactly_once(
 
         request_rotation(kube, namespace, "db", "second")
         kill_in_phase(kube, namespace, operator, phase, effect)
+
+        assert_rotated_exactly_once(kube, namespace, before)
+
+
+@pytest.mark.parametrize("effect", [None, first_workload_switched], ids=["RollingOut", "RollingOut-first-switched"])
+def test_sigkill_while_switching_still_rotates_exactly_once(
+    kube: Kube, namespace: str, proxied_operator: tuple[OperatorProcess, FaultProxy], effect: Effect | None
+) -> None:
+    """Killed with some targets switched and the cursor at RollingOut: the restart switches the rest, once.
+
+    The switches of one step go out together, and the status follows at once; to kill the
+    operator between them for sure, the proxy answers the StatefulSet's patch with 503 until
+    the kill: the DaemonSet's switch lands, the step cannot finish, the cursor stays.
+    """
+    operator, proxy = proxied_operator
+    with InvariantChecker(kube, namespace):
+        before = rotated_once(kube, namespace)
+        proxy.refuse("PATCH", r"/statefulsets/", 503, "held by the test until the kill")
+
+        request_rotation(kube, namespace, "db", "second")
+        kill_in_phase(kube, namespace, operator, "RollingOut", effect, release=proxy.stop_refusing)
 
         assert_rotated_exactly_once(kube, namespace, before)
 
