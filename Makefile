@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 CLUSTER_DIR := .cluster
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all venv tools provision test unit integration bench lint check-rules demo cluster-up cluster-down e2e clean
+.PHONY: all venv tools provision test unit integration bench lint check-rules demo image cluster-up cluster-down e2e clean
 
 all: test
 
@@ -78,6 +78,14 @@ cluster-down:
 
 demo: venv
 	$(PY) -m secretrotation_dev.demo
+
+## make image: build the operator image (Dockerfile) where a Docker engine runs; elsewhere, say why not.
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  docker build -t secretrotation:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) . ; \
+	else \
+	  echo "make image: no Docker engine answers here (docker info failed); build the Dockerfile where one runs" >&2; exit 1; \
+	fi
 
 e2e: venv
 	./e2e/run.sh
