@@ -10,12 +10,12 @@ import asyncio
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from secretrotation.core import names, plan, world
 from secretrotation.core.world import Needs, SecretState
-from secretrotation.shell import api, engine
+from secretrotation.shell import api, engine, tracked
 
 
 @dataclass
@@ -178,3 +178,17 @@ def test_switches_of_different_workloads_go_out_together_and_everything_else_in_
 
     assert plan.batches([create, a, b, delete]) == [[create], [a, b], [delete]]
     assert plan.batches([a, delete, b]) == [[a], [delete], [b]]
+
+
+def test_a_rotation_in_flight_looks_again_within_the_resync_even_without_an_event() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    later = now + timedelta(minutes=5)
+
+    assert tracked.next_look(None, now, in_flight=True) == tracked.IN_FLIGHT_RESYNC_SECONDS
+    assert tracked.next_look(later, now, in_flight=True) == tracked.IN_FLIGHT_RESYNC_SECONDS
+    assert tracked.next_look(now + timedelta(seconds=2), now, in_flight=True) == 2.0
+    assert tracked.next_look(now - timedelta(seconds=2), now, in_flight=True) == 0.0
+    assert tracked.next_look(None, now, in_flight=False) is None, (
+        "a settled rotation costs nothing: only events wake it"
+    )
+    assert tracked.next_look(later, now, in_flight=False) == 300.0

@@ -30,7 +30,7 @@ from secretrotation.core.world import Fact
 from secretrotation.shell import api, cluster, metrics, reverts, steplog
 from secretrotation.shell.api import describe_error
 from secretrotation.shell.store import Store
-from secretrotation.shell.tracked import Tracked, intent, older
+from secretrotation.shell.tracked import Tracked, intent, next_look, older
 
 Key = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
@@ -270,10 +270,8 @@ class Engine:
                 continue
             if step.requeue:
                 continue
-            timeout = None
-            if step.wake_at is not None:
-                timeout = max(0.0, (step.wake_at - datetime.now(UTC)).total_seconds())
-            await self._sleep(tracked, timeout)
+            in_flight = tracked.record.rotation is not None and not tracked.refused
+            await self._sleep(tracked, next_look(step.wake_at, datetime.now(UTC), in_flight=in_flight))
 
     async def _sleep(self, tracked: Tracked, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -340,6 +338,9 @@ class Engine:
             if Fact.FRESH in needs.facts and not fresh:
                 stale = self.store.stale_kinds(namespace, planner.fresh_kinds(resource))
                 if stale:
+                    steplog.log.debug(
+                        "%s/%s: listing %s again (a decisive step)", namespace, resource.name, sorted(stale)
+                    )
                     await self._relist(namespace, stale)
                 fresh = True  # what was read by name this step stands; the objects are re-listed if stale
             view = self.store.view(namespace)

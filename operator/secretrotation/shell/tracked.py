@@ -6,9 +6,15 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from secretrotation.core import record
+
+# A rotation in flight looks again at least this often even without a watch event: a safety net for an
+# event that never came (a resync, as controllers do). It plans from the store, so it costs no LIST, and
+# a rotation is in flight for at most verify.timeout: what waiting costs stays bounded.
+IN_FLIGHT_RESYNC_SECONDS = 10.0
 
 
 def intent(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -63,3 +69,16 @@ class Tracked:
     def busy(self) -> bool:
         """In flight, or waiting to collect."""
         return self.record.busy
+
+
+def next_look(wake_at: datetime | None, now: datetime, *, in_flight: bool) -> float | None:
+    """Seconds until a step looks again without a watch event (None: only an event wakes it).
+
+    A rotation in flight looks at least every ``IN_FLIGHT_RESYNC_SECONDS``: an event that never
+    came costs seconds, not the whole timeout. A settled one (idle, or waiting for a blocked
+    collection, which may last days) waits for its timer or an event: waiting costs nothing.
+    """
+    timeout = max(0.0, (wake_at - now).total_seconds()) if wake_at is not None else None
+    if in_flight:
+        return IN_FLIGHT_RESYNC_SECONDS if timeout is None else min(timeout, IN_FLIGHT_RESYNC_SECONDS)
+    return timeout
