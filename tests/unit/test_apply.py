@@ -177,3 +177,10 @@ def test_a_renamed_pull_secret_cannot_be_applied_and_goes_as_a_tested_json_patch
     assert switched.by_apply
     assert switched.apply_configuration()["metadata"]["resourceVersion"] == "7", "only over the object judged"
     assert not PatchWorkload("Deployment", "api", (Change(ENV, "db-v1", "db-v2"),)).by_apply
+
+
+def test_a_mark_no_apply_of_ours_wrote_is_removed_by_a_tested_json_patch() -> None:
+    marked = deployment()
+    marked["metadata"]["annotations"][SWITCH_ANNOTATION] = "m"
+    assert not PatchWorkload("Deployment", "api", (), unmark="m", workload=marked).by_apply, "apply would not remove it"
+    assert PatchWorkload("Deployment", "api", (), unmark="m", workload=deployment(owned_by_operator())).by_apply

@@ -53,6 +53,13 @@ def renames_a_key(workload: Mapping[str, Any], changes: Sequence[Change]) -> boo
     return False
 
 
+def owns_the_mark(workload: Mapping[str, Any]) -> bool:
+    """Whether the manager's applies own the switch mark (one written by a JSON patch, say by an
+    older operator, is not: leaving it out of an apply would not remove it)."""
+    annotations = mapping(mapping(owned_fields(workload).get("f:metadata")).get("f:annotations"))
+    return f"f:{SWITCH_ANNOTATION}" in annotations
+
+
 def owned_fields(workload: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
     """The fields ``manager`` owns by apply (the union of its ``fieldsV1`` sets on the main resource)."""
     owned: dict[str, Any] = {}

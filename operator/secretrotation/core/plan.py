@@ -54,8 +54,11 @@ class PatchWorkload:
 
     @property
     def by_apply(self) -> bool:
-        """Whether it goes by server-side apply (else as a JSON patch: a key renamed, or no object judged)."""
-        return self.workload is not None and not apply.renames_a_key(self.workload, self.changes)
+        """Whether it goes by server-side apply; else as a JSON patch: no object judged, a key renamed,
+        or a mark to remove that no apply of ours wrote."""
+        if self.workload is None or apply.renames_a_key(self.workload, self.changes):
+            return False
+        return self.unmark is None or apply.owns_the_mark(self.workload)
 
     def apply_configuration(self) -> dict[str, Any]:
         """The server-side apply body (``core/apply.py``); only when ``by_apply``."""
