@@ -75,13 +75,15 @@ def test_a_switch_sends_only_the_changed_reference_addressed_by_container_and_en
                     "containers": [
                         {
                             "name": "app",
-                            "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v2"}}}],
+                            "env": [
+                                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v2", "key": "pw"}}}
+                            ],
                         }
                     ]
                 }
             }
         },
-    }, "no image, no replicas, no other annotation: nothing the operator does not mean to own"
+    }, "the selector whole (atomic); no image, no replicas, no other annotation: nothing else"
 
 
 def test_atomic_lists_are_sent_whole_as_they_stand_with_the_new_names() -> None:
@@ -114,7 +116,7 @@ def owned_by_operator() -> list[dict[str, Any]]:
                                 'k:{"name":"DB_PASSWORD"}': {
                                     ".": {},
                                     "f:name": {},
-                                    "f:valueFrom": {"f:secretKeyRef": {"f:name": {}}},
+                                    "f:valueFrom": {"f:secretKeyRef": {}},
                                 }
                             },
                         }
@@ -135,7 +137,7 @@ def test_a_later_apply_sends_again_every_field_the_operator_owns_so_none_is_remo
     body = apply.configuration(live, [Change(VOLUME, "db-v1", "cache-v2")], mark="second")
     spec = template_of(body)
     assert spec["containers"] == [
-        {"name": "app", "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v2"}}}]}
+        {"name": "app", "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v2", "key": "pw"}}}]}
     ]
     assert spec["volumes"] == [{"name": "creds", "secret": {"secretName": "cache-v2"}}]
     assert body["metadata"]["annotations"] == {SWITCH_ANNOTATION: "second"}
@@ -149,7 +151,7 @@ def test_a_revert_applies_the_old_names_and_keeps_the_fields_owned() -> None:
     live["metadata"]["annotations"][SWITCH_ANNOTATION] = "mark"
     reverted = apply.configuration(live, [Change(ENV, "db-v2", "db-v1")])
     [app] = template_of(reverted)["containers"]
-    assert app["env"] == [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v1"}}}]
+    assert app["env"] == [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-v1", "key": "pw"}}}]
     assert reverted["metadata"]["annotations"] == {SWITCH_ANNOTATION: "mark"}, "a rollback keeps the mark"
 
 

@@ -15,7 +15,7 @@ mark, and the reference fields, each addressed through its list's map key
 (containers, initContainers, env, volumes and imagePullSecrets by ``name``).
 An atomic list (``envFrom``, a projected volume's ``sources``) has no keys: owning a
 field in it means owning the whole list, so it is sent whole, as it stands, with
-the new names.
+the new names; so is an atomic reference struct (``secretKeyRef``: name, key, optional).
 
 Pure: reads the live object (with its managedFields) and returns a new dict.
 """
@@ -38,6 +38,10 @@ API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": 
 # every other list a reference sits in (envFrom, projected sources) is atomic.
 KEYED_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers", "env", "volumes", "imagePullSecrets"})
 KEY = "name"
+# A reference struct (``secretKeyRef``, ``secretRef``, a CSI volume's ``nodePublishSecretRef``: the API's
+# SecretKeySelector, LocalObjectReference, SecretReference) is atomic (``structType=atomic``): an apply
+# sets it whole, so its ``key`` and ``optional`` go with the new ``name``, or the key would be dropped.
+ATOMIC_STRUCT_SUFFIX = "Ref"
 
 
 def renames_a_key(workload: Mapping[str, Any], changes: Sequence[Change]) -> bool:
@@ -129,9 +133,9 @@ def addressed(live: Mapping[str, Any], tokens: Sequence[str]) -> dict[str, Any]:
     if isinstance(value, list) and token in KEYED_LISTS:
         item = value[int(rest[0])]
         return {token: [{KEY: item[KEY], **addressed(item, rest[1:])}]}
-    if isinstance(value, Mapping) and rest:
+    if isinstance(value, Mapping) and rest and not token.endswith(ATOMIC_STRUCT_SUFFIX):
         return {token: addressed(value, rest)}
-    return {token: copy.deepcopy(value)}  # the value itself, or an atomic list whole
+    return {token: copy.deepcopy(value)}  # the value itself, or an atomic list or reference whole
 
 
 def _extract_items(items: list[Any], fields: Mapping[str, Any]) -> list[Any]:

@@ -312,7 +312,8 @@ class Cluster:
             return dict(write(patch, action.name, namespace, operations, _content_type=JSON_PATCH,
                               field_manager=apply.FIELD_MANAGER))  # fmt: skip
         except ApiException as error:
-            raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
+            # A 422 on a JSON patch is a failed test (a conflict); on an apply, a refusal to read.
+            raise refusal(error, f"patching {action.kind} {action.name}", patch=not action.by_apply) from None
 
     def delete_pod(self, namespace: str, action: plan.DeletePod) -> None:
         self._delete(
