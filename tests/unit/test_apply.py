@@ -96,9 +96,9 @@ def test_atomic_lists_are_sent_whole_as_they_stand_with_the_new_names() -> None:
     [app] = spec["containers"]
     assert app == {"name": "app", "envFrom": [{"secretRef": {"name": "db-v2"}}, {"configMapRef": {"name": "settings"}}]}
     assert spec["volumes"] == [
-        {"name": "bundle", "projected": {"sources": [{"configMap": {"name": "ca"}}, {"secret": {"name": "db-v2"}}]}},
         {"name": "creds", "secret": {"secretName": "db-v2"}},
-    ], "each volume by its name; the projected sources whole"
+        {"name": "bundle", "projected": {"sources": [{"configMap": {"name": "ca"}}, {"secret": {"name": "db-v2"}}]}},
+    ], "each volume by its name, in the workload's order; the projected sources whole"
 
 
 def owned_by_operator() -> list[dict[str, Any]]:
@@ -186,3 +186,10 @@ def test_a_mark_no_apply_of_ours_wrote_is_removed_by_a_tested_json_patch() -> No
     marked["metadata"]["annotations"][SWITCH_ANNOTATION] = "m"
     assert not PatchWorkload("Deployment", "api", (), unmark="m", workload=marked).by_apply, "apply would not remove it"
     assert PatchWorkload("Deployment", "api", (), unmark="m", workload=deployment(owned_by_operator())).by_apply
+
+
+def test_keyed_items_go_in_the_order_the_workload_has_them_whatever_the_order_owned() -> None:
+    managed = [{"manager": "secretrotation", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {
+        "f:volumes": {'k:{"name":"bundle"}': {"f:name": {}, "f:projected": {"f:sources": {}}}}}}}}}]  # fmt: skip
+    body = apply.configuration(deployment(managed), [Change(VOLUME, "db-v1", "db-v2")])
+    assert [v["name"] for v in template_of(body)["volumes"]] == ["creds", "bundle"], "an apply reorders as it sends"

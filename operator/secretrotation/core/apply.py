@@ -90,6 +90,7 @@ def configuration(
     body.pop("status", None)
     for change in changes:
         _merge(body, addressed(rewritten, _tokens(change.path)))
+    _in_live_order(body, rewritten)
     metadata = body.setdefault("metadata", {})
     annotations = metadata.setdefault("annotations", {})
     if mark is not None:
@@ -151,6 +152,27 @@ def _extract_items(items: list[Any], fields: Mapping[str, Any]) -> list[Any]:
         elif token.startswith("v:"):
             out.append(json.loads(token[2:]))
     return out
+
+
+def _in_live_order(partial: Any, live: Any) -> None:
+    """Put every keyed list's items in the order the live object has them.
+
+    An apply orders the items it sends as it sends them: out of order, it would reorder
+    the workload's containers or volumes (which the operator's own policy refuses).
+    """
+    if not isinstance(partial, dict) or not isinstance(live, Mapping):
+        return
+    for key, value in partial.items():
+        present = live.get(key)
+        if key in KEYED_LISTS and isinstance(value, list) and isinstance(present, list):
+            names = [item.get(KEY) for item in present if isinstance(item, Mapping)]
+            value.sort(key=lambda item: names.index(item.get(KEY)) if item.get(KEY) in names else len(names))
+            for item in value:
+                _in_live_order(
+                    item, next((p for p in present if isinstance(p, Mapping) and p.get(KEY) == item.get(KEY)), None)
+                )
+        else:
+            _in_live_order(value, present)
 
 
 def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
