@@ -10,6 +10,7 @@ fixture installs it).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from kubernetes.client.exceptions import ApiException
 from kubetest import Kube, container, deployment, raw, secret
 from kubetest.reach import POLICY_NAME, acting_as_operator, bind_in_namespace, message_of, version_secret
 from secretrotation.core import names
+from secretrotation.core.objects import value_at
+from secretrotation.core.plan import PatchWorkload
+from secretrotation.core.record import Change
+from secretrotation.shell.api import StepConflict
+from secretrotation.shell.cluster import APPLY_PATCH, Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -240,6 +246,60 @@ def test_the_operator_switches_every_reference_and_marks_the_workload_then_rever
     unmarked = patch([{"op": "remove", "path": f"{mark}/{SWITCH_MARK.replace('/', '~1')}"}])
     assert unmarked["spec"]["template"]["spec"]["serviceAccountName"] == "app"
     assert not unmarked["metadata"].get("annotations")
+
+
+def test_the_operators_server_side_apply_switches_reverts_and_unmarks_and_may_not_change_anything_else(
+    kube: Kube, namespace: str, as_operator: Kube, consumer: str
+) -> None:
+    # What a rotation sends (plan.PatchWorkload by apply, through the shell): keyed references and atomic lists.
+    cluster = Cluster(as_operator.api)
+    switches = (
+        Change(f"{POD}/initContainers/0/envFrom/0/secretRef/name", "db", "db-v1"),
+        Change(f"{APP}/env/0/valueFrom/secretKeyRef/name", "db", "db-v1"),
+        Change(f"{APP}/envFrom/0/secretRef/name", "db", "db-v1"),
+        Change(f"{POD}/volumes/0/secret/secretName", "db", "db-v1"),
+        Change(f"{POD}/volumes/1/projected/sources/0/secret/name", "db", "db-v1"),
+        Change(f"{POD}/serviceAccountName", "app", "app-v1"),
+        Change(f"{POD}/serviceAccount", "app", "app-v1"),
+    )
+
+    def send(changes: tuple[Change, ...], **mark: str) -> Obj:
+        for _ in range(20):  # as the engine does: a 409 (its controller wrote status since the read) re-plans
+            live = {**raw(kube.apps.read_namespaced_deployment, consumer, namespace), "kind": "Deployment"}
+            action = PatchWorkload("Deployment", consumer, changes, workload=live, **mark)
+            assert action.by_apply
+            try:
+                performed = cluster.perform(namespace, "ci", action)
+            except StepConflict:
+                time.sleep(0.2)
+                continue
+            assert performed is not None
+            return performed[1]
+        raise AssertionError("every apply answered 409")
+
+    switched = send(switches, mark="{}")
+    assert all(value_at(switched, c.path) == c.new for c in switches)
+    assert switched["metadata"]["annotations"][SWITCH_MARK] == "{}"
+    [owner] = [e for e in switched["metadata"]["managedFields"] if e["manager"] == "secretrotation"]
+    assert owner["operation"] == "Apply", owner
+    reverted = send(tuple(c.reversed() for c in switches))
+    assert all(value_at(reverted, c.path) == c.old for c in switches), "the rollback"
+    unmarked = send((), unmark="{}")
+    assert all(value_at(unmarked, c.path) == c.old for c in switches), "the references stay as they are"
+    assert SWITCH_MARK not in (unmarked["metadata"].get("annotations") or {})
+
+    # The same apply with anything beyond references in it is refused, as the JSON patch is. (It sends
+    # every field the operator owns: an apply that left them out would remove them.)
+    live = raw(kube.apps.read_namespaced_deployment, consumer, namespace)
+    image = PatchWorkload("Deployment", consumer, (), workload={**live, "kind": "Deployment"}).apply_configuration()
+    del image["metadata"]["resourceVersion"]  # the policy, not a 409, must answer
+    [app] = [c for c in image["spec"]["template"]["spec"]["containers"] if c["name"] == "app"]
+    app["image"] = "evil:1"
+    message = refusal(lambda: as_operator.apps.patch_namespaced_deployment(
+        consumer, namespace, image, _content_type=APPLY_PATCH, field_manager="secretrotation", force=True
+    ))  # fmt: skip
+    assert "changed: app (image)" in message, message
+    assert raw(kube.apps.read_namespaced_deployment, consumer, namespace)["spec"] == live["spec"]
 
 
 def test_a_statefulset_and_a_daemonset_are_guarded_too(kube: Kube, namespace: str, as_operator: Kube) -> None:

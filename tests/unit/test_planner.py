@@ -10,6 +10,7 @@ leaking the canary constant planted in the spec.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -261,6 +262,9 @@ class World:
         elif isinstance(action, PatchWorkload):
             assert action.kind == "Deployment", action
             deployment = self.deployments[action.name]
+            if action.by_apply:  # what the shell sends: the new names, addressed by key, and nothing of the image
+                sent = json.dumps(action.apply_configuration())
+                assert all(json.dumps(c.new) in sent for c in action.changes) and '"image"' not in sent, sent
             for change in action.changes:
                 actual = objects.value_at(deployment, change.path)
                 assert actual == change.old, f"JSON patch test failed at {change.path}: {actual!r} != {change.old!r}"

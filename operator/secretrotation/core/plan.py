@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from secretrotation.core import apply
 from secretrotation.core.markers import SWITCH_ANNOTATION
 from secretrotation.core.objects import pointer_token
 from secretrotation.core.record import Change
@@ -31,11 +32,15 @@ class CreateVersion:
 
 @dataclass(frozen=True)
 class PatchWorkload:
-    """Apply ``changes`` atomically; each is tested to still hold ``old`` first.
+    """Apply ``changes`` to ``workload`` (the object as judged) all at once, or not at all.
 
-    In the same patch: ``mark`` writes the switch mark (``markers``); ``unmark`` removes
-    the mark, tested to be exactly that text. A mark on a workload without annotations
-    creates them, tested against ``resource_version`` (the workload as the plan saw it).
+    Sent by server-side apply (``apply_configuration``): field manager ``secretrotation``,
+    the fields it owns with the changes over them, and the workload's resourceVersion as
+    the precondition. ``mark`` writes the switch mark (``markers``); ``unmark`` (the mark
+    as judged) drops it. A change that renames a list item's key (an ``imagePullSecrets``
+    name) cannot be applied: that switch goes as the JSON patch ``operations``, each
+    change tested first, a mark on a workload without annotations tested against
+    ``resource_version``.
     """
 
     kind: str
@@ -45,6 +50,21 @@ class PatchWorkload:
     unmark: str | None = None
     annotated: bool = True
     resource_version: str | None = None
+    workload: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def by_apply(self) -> bool:
+        """Whether it goes by server-side apply; else as a JSON patch: no object judged, a key renamed,
+        or a mark to remove that no apply of ours wrote."""
+        if self.workload is None or apply.renames_a_key(self.workload, self.changes):
+            return False
+        return self.unmark is None or apply.owns_the_mark(self.workload)
+
+    def apply_configuration(self) -> dict[str, Any]:
+        """The server-side apply body (``core/apply.py``); only when ``by_apply``."""
+        assert self.workload is not None, "an apply needs the object judged"
+        workload = {**self.workload, "kind": self.kind}
+        return apply.configuration(workload, self.changes, mark=self.mark, unmark=self.unmark is not None)
 
     def operations(self) -> list[dict[str, Any]]:
         """The JSON patch: each change tested then replaced, and the mark written or removed, all or nothing."""

@@ -130,9 +130,10 @@ def write(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``read``'s retries, for a write that is safe to repeat when its answer was lost.
 
     Every write the operator makes is: a create is judged by its nonce when it answers
-    409, a patch tests the values it replaces (a repeat fails its test and the next
-    step finds the work done), a delete carries a precondition (a repeat answers 404),
-    and a status write tests the resourceVersion it was planned from.
+    409, a patch tests the values it replaces and an apply carries the resourceVersion
+    judged (a repeat fails its test or answers 409, and the next step finds the work
+    done), a delete carries a precondition (a repeat answers 404), and a status write
+    tests the resourceVersion it was planned from.
     """
     return read(call, *args, **kwargs)
 

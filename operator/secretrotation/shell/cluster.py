@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from secretrotation.core import accounts, names, objects, plan, world
+from secretrotation.core import accounts, apply, names, objects, plan, world
 from secretrotation.core import spec as model
 from secretrotation.core.world import Fact, Needs
 from secretrotation.shell.api import ResourceGone, StatusConflict, read, read_named, refusal, safe_api_error, write
@@ -28,6 +28,7 @@ from secretrotation.shell.kubejson import raw, untyped
 from secretrotation.shell.store import FRESH_FOR
 
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # the body may be JSON: JSON is YAML
 
 
 def _secret_state(name: str, secret: dict[str, Any] | None) -> world.SecretState | None:
@@ -287,16 +288,32 @@ class Cluster:
         return bool(name) and read_named(get, name, namespace) is not None
 
     def patch_workload(self, namespace: str, action: plan.PatchWorkload) -> dict[str, Any]:
-        operations = action.operations()
+        """Switch (or revert) a workload by server-side apply, or by JSON patch where apply cannot say it.
+
+        ``force``: a reference the operator switches was set by someone else (kubectl,
+        Helm, Argo CD's or Flux's manager), so without it every first switch would answer
+        409 for the field it means to take over. The resourceVersion in the body keeps it
+        to the exact object judged; taking ownership is what lets a GitOps tool see which
+        fields are the operator's.
+        """
         patch = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "StatefulSet": self.apps.patch_namespaced_stateful_set,
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[action.kind]
         try:
-            return dict(write(patch, action.name, namespace, operations, _content_type=JSON_PATCH))
+            if action.by_apply:
+                body = action.apply_configuration()
+                return dict(
+                    write(patch, action.name, namespace, body, _content_type=APPLY_PATCH,
+                          field_manager=apply.FIELD_MANAGER, force=True)
+                )  # fmt: skip
+            operations = action.operations()
+            return dict(write(patch, action.name, namespace, operations, _content_type=JSON_PATCH,
+                              field_manager=apply.FIELD_MANAGER))  # fmt: skip
         except ApiException as error:
-            raise refusal(error, f"patching {action.kind} {action.name}", patch=True) from None
+            # A 422 on a JSON patch is a failed test (a conflict); on an apply, a refusal to read.
+            raise refusal(error, f"patching {action.kind} {action.name}", patch=not action.by_apply) from None
 
     def delete_pod(self, namespace: str, action: plan.DeletePod) -> None:
         self._delete(

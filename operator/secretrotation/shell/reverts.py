@@ -119,10 +119,14 @@ class Orphans:
         verdict = markers.judge_orphan(switch, workload, previous_exists=exists)
         mark = markers.mark_of(workload)
         if verdict is markers.Orphan.UNMARK:
-            self.cluster.perform(namespace, switch.rotation, plan.PatchWorkload(kind, name, (), unmark=mark))
+            self.cluster.perform(
+                namespace, switch.rotation, plan.PatchWorkload(kind, name, (), unmark=mark, workload=workload)
+            )
             return
         reverse = tuple(c.reversed() for c in switch.changes)
-        self.cluster.perform(namespace, switch.rotation, plan.PatchWorkload(kind, name, reverse, unmark=mark))
+        self.cluster.perform(
+            namespace, switch.rotation, plan.PatchWorkload(kind, name, reverse, unmark=mark, workload=workload)
+        )
         message = (
             f"SecretRotation {switch.rotation} was deleted while the operator was down, during a rotation to "
             f"{switch.version} that this {kind} had not rolled out: returned to {switch.previous}; "

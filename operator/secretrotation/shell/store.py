@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secretrotation.core import apply
 from secretrotation.core.world import NamespaceObjects
 
 Obj = Mapping[str, Any]
@@ -48,8 +49,8 @@ WATCHED: Mapping[str, str] = {
 }
 MAX_TOMBSTONES = 4096  # per namespace
 FRESH_FOR = 30.0  # seconds a kind's LIST counts as fresh (the watches bring it up to date meanwhile)
-# Bulky fields no rule reads: dropped before an object is held.
-_DROPPED_METADATA = ("managedFields",)
+# Bulky fields no rule reads: dropped before an object is held. Of managedFields only the
+# operator's own entries are kept: what it owns is what its next apply must send again.
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -71,8 +72,9 @@ def _older(candidate: int | None, held: int | None) -> bool:
 def slim(obj: Obj) -> dict[str, Any]:
     """The object without the fields that cost memory and that no rule reads."""
     metadata = dict(obj.get("metadata") or {})
-    for key in _DROPPED_METADATA:
-        metadata.pop(key, None)
+    managed = [e for e in metadata.pop("managedFields", None) or [] if e.get("manager") == apply.FIELD_MANAGER]
+    if managed:
+        metadata["managedFields"] = managed
     annotations = metadata.get("annotations")
     if annotations and any(key in annotations for key in _DROPPED_ANNOTATIONS):
         metadata["annotations"] = {k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS}

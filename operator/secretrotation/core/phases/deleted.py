@@ -45,7 +45,9 @@ def revert(
         workload = workloads.get((target.kind, target.name))
         if workload is not None and target.on_new(workload):
             reverse = tuple(c.reversed() for c in target.changes)
-            patches.append(PatchWorkload(target.kind, target.name, reverse, unmark=mark_of(workload)))
+            patches.append(
+                PatchWorkload(target.kind, target.name, reverse, unmark=mark_of(workload), workload=workload)
+            )
         elif workload is not None and not target.on_old(workload):
             left.append(target.label)
     if not patches and not left:

@@ -29,7 +29,7 @@ def rolling_back(step: Step) -> Plan:
             # Also a target whose switch was never recorded (a step that failed after patching it):
             # only this rotation puts a workload on its version.
             reverse = tuple(c.reversed() for c in target.changes)
-            step.actions.append(PatchWorkload(target.kind, target.name, reverse))
+            step.actions.append(PatchWorkload(target.kind, target.name, reverse, workload=workload))
             pending.append(f"{target.label}: reverting")
             continue
         if not target.switched:

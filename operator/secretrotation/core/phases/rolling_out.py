@@ -33,6 +33,7 @@ def _switch(step: Step, target: Target, workload: Obj) -> PatchWorkload:
         mark=switch.encode(),
         annotated=bool(metadata.get("annotations")),
         resource_version=metadata.get("resourceVersion"),
+        workload=workload,
     )
 
 
