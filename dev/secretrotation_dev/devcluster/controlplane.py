@@ -282,8 +282,21 @@ class ControlPlane:
             "--secure-port=0",
             "--concurrent-deployment-syncs=10",
             "--concurrent-replicaset-syncs=10",
+            *self._controller_gates(),
             *self.controller_manager_args,
         ]
+
+    def _controller_gates(self) -> list[str]:
+        """From 1.36, the StaleControllerConsistency gates (beta, on by default) make a controller whose
+        cache lags its own last write fail its sync and requeue with exponential backoff. On two shared
+        cores that lag is routine, and a StatefulSet's rolling update was seen not to start for over 90 s.
+        They guard the controllers' caches, which the operator neither reads nor relies on: turned off
+        here so a test's waits measure the operator, not the backoff (real clusters keep them on)."""
+        minor = int("".join(ch for ch in str(self.api_get("/version")["minor"]) if ch.isdigit()))
+        if minor < 36:
+            return []
+        kinds = ("DaemonSet", "Job", "ReplicaSet", "StatefulSet") + (("HPA",) if minor >= 37 else ())
+        return ["--feature-gates=" + ",".join(f"StaleControllerConsistency{kind}=false" for kind in kinds)]
 
     def _scheduler_args(self) -> list[str]:
         return [
