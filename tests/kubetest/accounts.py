@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetest import Kube, container, deployment, raw
+from kubetest.rotations import rolled_out
 from secretrotation.core import names
 
 Obj = dict[str, Any]
@@ -49,6 +50,7 @@ def workloads_running_as(kube: Kube, namespace: str, account: str, *, token_volu
         "spec": {"serviceName": "worker", "replicas": 2, "selector": {"matchLabels": {"app": "worker"}},
                  "template": {"metadata": {"labels": {"app": "worker"}}, "spec": pod_spec}},
     })  # fmt: skip
+    rolled_out(kube, namespace)
 
 
 def account_names(kube: Kube, namespace: str) -> set[str]:

@@ -67,6 +67,36 @@ def secret_names(kube: Kube, namespace: str) -> set[str]:
     return {s["metadata"]["name"] for s in items if s["type"] != "kubernetes.io/service-account-token"}
 
 
+def rolled_out(kube: Kube, namespace: str) -> None:
+    """Wait until every Deployment, StatefulSet and DaemonSet of the namespace has rolled out.
+
+    A rotation is started on settled workloads, as an SRE starts one: a StatefulSet switched
+    while its first pods are still being created one by one (OrderedReady) was seen to
+    stall its controller past a test's wait.
+    """
+
+    def done(items: list[Obj]) -> bool:
+        return all(
+            (i.get("status") or {}).get("observedGeneration") == i["metadata"]["generation"]
+            and (i.get("status") or {}).get("readyReplicas", 0) == (i.get("spec") or {}).get("replicas", 1)
+            and (i.get("status") or {}).get("currentRevision") == (i.get("status") or {}).get("updateRevision")
+            for i in items
+        )
+
+    kube.wait(kube.apps.list_namespaced_stateful_set, done, namespace=namespace, what="StatefulSets rolled out")
+    kube.wait(
+        kube.apps.list_namespaced_deployment,
+        lambda items: all((i.get("status") or {}).get("availableReplicas", 0) == i["spec"].get("replicas", 1)
+                          for i in items),
+        namespace=namespace, what="Deployments available",
+    )  # fmt: skip
+    kube.wait(
+        kube.apps.list_namespaced_daemon_set,
+        lambda items: all((i.get("status") or {}).get("numberReady", 0) >= 1 for i in items),
+        namespace=namespace, what="DaemonSets ready",
+    )  # fmt: skip
+
+
 def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
     """A Deployment (env), a StatefulSet (volume item) and a DaemonSet (envFrom in an init container)."""
     env = [
