@@ -289,7 +289,7 @@ class ControlPlane:
     def _controller_gates(self) -> list[str]:
         """From 1.36, the StaleControllerConsistency gates (beta, on by default) make a controller whose
         cache lags its own last write fail its sync and requeue with exponential backoff. On two shared
-        cores that lag is routine, and a StatefulSet's rolling update was seen not to start for over 90 s.
+        cores that lag is routine, and StatefulSet syncs were seen requeued again and again.
         They guard the controllers' caches, which the operator neither reads nor relies on: turned off
         here so a test's waits measure the operator, not the backoff (real clusters keep them on)."""
         minor = int("".join(ch for ch in str(self.api_get("/version")["minor"]) if ch.isdigit()))
