@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetest import Kube, raw, secret
 from kubetest.operator import REPO, OperatorProcess
+from kubetest.reach import bind_in_namespace
 from kubetest.rotations import at_revision, create, db_rotation, request_rotation, wait_rotation
 from secretrotation.shell import leader
 
@@ -39,11 +40,7 @@ def replicas(
     kube: Kube, namespace: str, operator_kubeconfig: Path, tmp_path: Path
 ) -> Iterator[dict[str, OperatorProcess]]:
     """Two replicas, not started: ``a`` and ``b``, watching this namespace and keeping their Lease in it."""
-    kube.rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "secretrotation"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secretrotation"},
-        "subjects": [{"kind": "ServiceAccount", "name": "secretrotation", "namespace": "secretrotation-system"}],
-    })  # fmt: skip
+    bind_in_namespace(kube, namespace)
     for doc in yaml.safe_load_all((REPO / "deploy/rbac-leader-election.yaml").read_text()):
         doc["metadata"]["namespace"] = namespace
         if doc["kind"] == "Role":

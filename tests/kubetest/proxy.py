@@ -20,6 +20,7 @@ import pytest
 
 from kubetest import Kube
 from kubetest.operator import OperatorProcess
+from kubetest.reach import bind_in_namespace
 from secretrotation_dev.faultproxy import FaultProxy, Faults
 
 # What test_faults.py and the fault benchmark inject: 10% errors, 3% lost write answers, watches cut every 2-8 s.
@@ -30,18 +31,6 @@ def fault_seed() -> int:
     seed = int(os.environ.get("SECRETROTATION_FAULT_SEED") or random.randrange(2**32))
     print(f"SECRETROTATION_FAULT_SEED={seed}")
     return seed
-
-
-def bind_operator(kube: Kube, namespace: str) -> None:
-    """Bind the operator's ClusterRole in ``namespace``, as the ``operator`` fixture does."""
-    kube.rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "secretrotation"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secretrotation"},
-            "subjects": [{"kind": "ServiceAccount", "name": "secretrotation", "namespace": "secretrotation-system"}],
-        },
-    )
 
 
 @contextlib.contextmanager
@@ -67,7 +56,7 @@ def operator_behind_proxy(
     kube: Kube, namespace: str, operator_kubeconfig: Path, folder: Path, *, seed: int | None = None
 ) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
     """The operator, watching ``namespace`` as its ServiceAccount, through a fresh proxy (faults off)."""
-    bind_operator(kube, namespace)
+    bind_in_namespace(kube, namespace)
     with proxy_for(operator_kubeconfig, folder, seed=seed) as (proxy, proxied):
         process = OperatorProcess(proxied, namespace, folder / "operator.log")
         process.start()
