@@ -60,7 +60,7 @@ integration: venv provision
 bench: venv provision
 	$(PY) -m pytest tests/bench -s
 
-## make check-rules: delete each rule check once; the unit suite must catch every deletion (about 2 minutes).
+## make check-rules: delete each rule check once; the unit suite must catch every deletion (about 4 minutes).
 check-rules: venv
 	$(PY) tools/delete_each_check.py
 

@@ -10,6 +10,7 @@ a virtualenv with the operator's runtime closure and none of the test extras.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -76,26 +77,37 @@ def test_the_runtime_stage_is_not_root_and_matches_the_manifests() -> None:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True, manifest
 
 
+def _sent(path: str, rules: list[str]) -> bool:
+    """Whether .dockerignore lets ``path`` into the context: the last rule that matches decides."""
+    parts = path.split("/")
+    included = True
+    for rule in rules:
+        pattern, admit = (rule[1:], True) if rule.startswith("!") else (rule, False)
+        # A rule matches a path or any folder above it; `**/name` matches a name at any depth.
+        if pattern.startswith("**/"):
+            candidates, pattern = parts, pattern.removeprefix("**/")
+        else:
+            candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(c, pattern) for c in candidates):
+            included = admit
+    return included
+
+
 def _context_files() -> list[str]:
-    """The files `docker build .` sends, by .dockerignore's rules (last match wins, `!` admits)."""
+    """The files `docker build .` would send from this folder, by .dockerignore's rules."""
     rules = [r.strip() for r in (REPO / ".dockerignore").read_text().splitlines() if r.strip() and r[0] != "#"]
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    admitted = [r[1:] for r in rules if r.startswith("!")]
     sent = []
-    for path in tracked.split():
-        included = True
-        for rule in rules:
-            pattern, admit = (rule[1:], True) if rule.startswith("!") else (rule, False)
-            parts = path.split("/")
-            # A rule matches a path or any folder above it; `**/name` matches a name at any depth.
-            if pattern.startswith("**/"):
-                candidates, pattern = parts, pattern.removeprefix("**/")
-            else:
-                candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-            if any(fnmatch.fnmatch(c, pattern) for c in candidates):
-                included = admit
-        if included:
-            sent.append(path)
-    return sent
+    for root, folders, files in os.walk(REPO):
+        here = Path(root).relative_to(REPO).as_posix()
+        prefix = "" if here == "." else f"{here}/"
+        # Descend only where something may be sent: an admitted folder, or one above an admitted path.
+        folders[:] = [
+            f for f in folders
+            if _sent(prefix + f, rules) or any(a.startswith(prefix + f + "/") for a in admitted)
+        ]  # fmt: skip
+        sent += [prefix + f for f in files if _sent(prefix + f, rules)]
+    return sorted(sent)
 
 
 def test_the_build_context_holds_the_operator_sources_only() -> None:
