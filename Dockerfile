@@ -20,7 +20,7 @@ RUN python -m venv --without-pip /opt/secretrotation \
  && pip --python /opt/secretrotation/bin/python install . \
  && /opt/secretrotation/bin/python -c "import secretrotation.adapters.cli"
 
-# Run: the base image plus that virtualenv; no sources, no build backend, not root.
+# Run: the base image plus the virtualenv, nothing else from the build stage; not root.
 FROM ${BASE}
 ENV PATH=/opt/secretrotation/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=build /opt/secretrotation /opt/secretrotation
