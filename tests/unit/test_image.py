@@ -24,7 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 DIGEST = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
-# Test extras (pyproject's [test]) and dev tooling: none of these may reach the image.
+# Test extras (pyproject's [test]) and build tools: none of these may reach the image's virtualenv.
 NOT_AT_RUN_TIME = ("pytest", "mypy", "ruff", "import-linter", "cel-python", "setuptools", "pip")
 
 
