@@ -11,7 +11,7 @@ import yaml
 
 from kubetest import Kube, condition, container, deployment, raw
 from kubetest.operator import GROUP, PLURAL, VERSION, rotation
-from secretrotation.core import references
+from secretrotation.core import references, rollout
 
 Obj = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
@@ -68,33 +68,26 @@ def secret_names(kube: Kube, namespace: str) -> set[str]:
 
 
 def rolled_out(kube: Kube, namespace: str) -> None:
-    """Wait until every Deployment, StatefulSet and DaemonSet of the namespace has rolled out.
+    """Wait until every Deployment, StatefulSet and DaemonSet of the namespace has rolled out, by kubectl's rules.
 
     A rotation is started on settled workloads, as an SRE starts one: a StatefulSet switched
     while its first pods are still being created one by one (OrderedReady) was seen to
     stall its controller past a test's wait.
     """
-
-    def done(items: list[Obj]) -> bool:
-        return all(
-            (i.get("status") or {}).get("observedGeneration") == i["metadata"]["generation"]
-            and (i.get("status") or {}).get("readyReplicas", 0) == (i.get("spec") or {}).get("replicas", 1)
-            and (i.get("status") or {}).get("currentRevision") == (i.get("status") or {}).get("updateRevision")
-            for i in items
+    for list_call, judge in (
+        (kube.apps.list_namespaced_stateful_set, rollout.statefulset_rollout_status),
+        (kube.apps.list_namespaced_deployment, rollout.deployment_rollout_status),
+        (kube.apps.list_namespaced_daemon_set, rollout.daemonset_rollout_status),
+    ):
+        kube.wait(
+            list_call,
+            lambda items, judge=judge: all(judge(i).done for i in items),
+            namespace=namespace,
+            what="workloads rolled out",
+            describe=lambda items, judge=judge: "; ".join(
+                f"{i['metadata']['name']}: {judge(i).message}" for i in items if not judge(i).done
+            ),
         )
-
-    kube.wait(kube.apps.list_namespaced_stateful_set, done, namespace=namespace, what="StatefulSets rolled out")
-    kube.wait(
-        kube.apps.list_namespaced_deployment,
-        lambda items: all((i.get("status") or {}).get("availableReplicas", 0) == i["spec"].get("replicas", 1)
-                          for i in items),
-        namespace=namespace, what="Deployments available",
-    )  # fmt: skip
-    kube.wait(
-        kube.apps.list_namespaced_daemon_set,
-        lambda items: all((i.get("status") or {}).get("numberReady", 0) >= 1 for i in items),
-        namespace=namespace, what="DaemonSets ready",
-    )  # fmt: skip
 
 
 def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
