@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from kubetest import Kube, condition, deployment_available, raw, secret
+from kubetest import Kube, condition, deployment_available, eventually, raw, secret
 from kubetest.operator import GROUP, PLURAL, VERSION, OperatorProcess
 from kubetest.rotations import (
     at_revision,
@@ -15,6 +15,7 @@ from kubetest.rotations import (
     create,
     db_rotation,
     reverted_on_deletion,
+    rolled_out,
     template_secrets,
     wait_rotation,
 )
@@ -141,6 +142,39 @@ def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
     assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
 
 
+def test_a_revert_after_deletion_that_meets_a_conflict_is_judged_again_from_a_fresh_read(
+    kube: Kube, namespace: str, proxied_operator: tuple[OperatorProcess, FaultProxy]
+) -> None:
+    """A rolling Deployment's controller writes its status every few seconds, and each write fails the revert's
+    resourceVersion precondition: the revert reads it again and goes on; it may not give up after one try."""
+    _, proxy = proxied_operator
+    _verifying_on_v1(kube, namespace)
+    rolled_out(kube, namespace)  # from here on, a switch mark judged as an orphan would be kept, not reverted
+    modified = 'Operation cannot be fulfilled on deployments.apps "api": the object has been modified'
+    proxy.refuse("PATCH", r"/deployments/api$", 409, modified)
+
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
+    eventually(lambda: _refused(proxy) >= 1, timeout=30, what="the revert's first patch answered 409")
+    proxy.stop_refusing()
+
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment,
+        "api",
+        lambda d: "db-v1" not in str(d["spec"]["template"]),
+        namespace=namespace,
+        what="api back on the version in use",
+    )
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
+    reverted = reverted_on_deletion(kube, namespace)
+    assert "Deployment api returned to db" in reverted["message"], reverted
+    failed = [e for e in raw(kube.core.list_namespaced_event, namespace)["items"] if e["reason"] == "RevertFailed"]
+    assert failed == [], f"a conflict is not a failure: {[e['message'] for e in failed]}"
+
+
+def _refused(proxy: FaultProxy) -> int:
+    return sum(n for k, n in proxy.counts().items() if k.fault == "refused")
+
+
 def test_a_rotation_deleted_while_the_operator_was_down_is_undone_once_it_is_back(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -213,5 +247,5 @@ def test_a_switch_an_admission_policy_denies_rolls_back_the_others_and_stalls_wi
     assert "currentSecret" not in stalled["status"], "nothing was promoted"
     for name in ("api", "web"):
         assert template_secrets(kube, namespace, "Deployment", name) == {"db"}, f"{name} left half-switched"
-    refused = sum(n for k, n in proxy.counts().items() if k.fault == "refused")
+    refused = _refused(proxy)
     assert refused <= 2, f"the denied patch was retried {refused} times: a refusal is not retried hot"

@@ -24,34 +24,68 @@ from typing import Any
 from secretrotation.core import markers, plan
 from secretrotation.core.phases import deleted
 from secretrotation.shell import cluster
-from secretrotation.shell.api import describe_error
+from secretrotation.shell.api import StepConflict, describe_error
 
 log = logging.getLogger("secretrotation")
 EventPoster = Callable[[Mapping[str, Any], plan.Event], None]
 ORPHAN_GRACE = 10.0  # seconds after a mark is seen before it is judged: the SecretRotation watch may lag behind
 ORPHAN_RETRY = 60.0  # seconds before a judgement the API failed is tried again
-ORPHAN_RETRY = 60.0  # seconds before a judgement the API failed is tried again
+# A rolling workload's status is written every few seconds, and each write fails a revert's
+# resourceVersion precondition: read it again and judge again, this many times, backing off.
+REVERT_ROUNDS = 8
+MAX_REVERT_BACKOFF = 5.0  # seconds
 API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1"}
 
 
 async def after_deletion(
     kube: cluster.Cluster, post_event: EventPoster, namespace: str, body: Mapping[str, Any], status: dict[str, Any]
 ) -> None:
-    """Return the targets a deleted rotation switched, and never verified, to the version in use."""
+    """Return the targets a deleted rotation switched, and never verified, to the version in use.
+
+    Each round reads the targets by name and patches those still on the unverified
+    version, each patch preconditioned on the resourceVersion it was judged from. A
+    patch that meets a conflict (a controller wrote the workload since) is judged again
+    from a fresh read in the next round; a target reverted in an earlier round is then
+    already back, and needs nothing.
+    """
     name = body["metadata"]["name"]
+    targets = deleted.switched_targets(status)
+    returned: list[str] = []
+    left: tuple[str, ...] = ()
     try:
-        targets = deleted.switched_targets(status)
-        found = {(t.kind, t.name): await asyncio.to_thread(kube.workload, namespace, t.kind, t.name) for t in targets}
-        patches, event = deleted.revert(status, found)
-        for patch in patches:
-            await asyncio.to_thread(kube.perform, namespace, name, patch)
-        if event is not None:
-            log.warning("%s/%s: %s", namespace, name, event.message)
-            post_event(body, event)
+        for attempt in range(REVERT_ROUNDS):
+            found = {
+                (t.kind, t.name): await asyncio.to_thread(kube.workload, namespace, t.kind, t.name) for t in targets
+            }
+            judged = deleted.revert(status, found)
+            left, conflict = judged.left, None
+            for patch in judged.patches:
+                try:
+                    await asyncio.to_thread(kube.perform, namespace, name, patch)
+                    returned.append(f"{patch.kind} {patch.name}")
+                except StepConflict as error:
+                    conflict = error
+            if conflict is None:
+                break
+            if attempt == REVERT_ROUNDS - 1:
+                raise conflict
+            delay = min(0.2 * 2**attempt, MAX_REVERT_BACKOFF)
+            log.info("%s/%s: %s; judging the revert again in %.1fs", namespace, name, conflict, delay)
+            await asyncio.sleep(delay)
     except Exception as error:
         problem = describe_error(error)
-        log.warning("%s/%s: could not revert after deletion (%s)", namespace, name, problem)
-        post_event(body, plan.Event("RevertFailed", f"could not revert after deletion: {problem}", True))
+        done = f"; {', '.join(returned)} returned" if returned else ""
+        message = (
+            f"could not revert after deletion: {problem}{done}; a target still switched keeps its switch mark,"
+            " and is judged as if the operator had not seen the deletion"
+        )
+        log.warning("%s/%s: %s", namespace, name, message)
+        post_event(body, plan.Event("RevertFailed", message, True))
+        return
+    event = deleted.reverted(status, returned, left)
+    if event is not None:
+        log.warning("%s/%s: %s", namespace, name, event.message)
+        post_event(body, event)
 
 
 class Orphans:

@@ -1,13 +1,15 @@
 """A SecretRotation deleted mid-rotation: return what it switched, and not yet verified, to the version in use.
 
 The resource has no finalizer (deleting it, or its namespace, must never wait for the
-operator), so this runs once, from the last record the operator wrote. Nothing is deleted:
+operator), so this is judged from the last record the operator wrote, against the targets
+as read by name (and read again when a patch finds one changed since). Nothing is deleted:
 the staged version stays, and the Event names it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from secretrotation.core import record
 from secretrotation.core.markers import mark_of
@@ -27,21 +29,24 @@ def switched_targets(status: Mapping[str, object]) -> list[Target]:
     return list(rec.rotation.targets)
 
 
-def revert(
-    status: Mapping[str, object], workloads: Mapping[tuple[str, str], Obj | None]
-) -> tuple[list[PatchWorkload], Event | None]:
-    """The patches that put each target still on the unverified version back, and the Warning that says so.
+@dataclass(frozen=True)
+class Revert:
+    """What one look at the targets says: who goes back, and who was changed by someone else since."""
+
+    patches: tuple[PatchWorkload, ...] = ()
+    left: tuple[str, ...] = ()
+
+
+def revert(status: Mapping[str, object], workloads: Mapping[tuple[str, str], Obj | None]) -> Revert:
+    """The patches that put each target still on the unverified version back, judged from ``workloads`` as read.
 
     A target whose references are no longer exactly the ones the rotation set was
-    changed by someone else since: it is left alone, and named.
+    changed by someone else since: it is left alone, and named. A target already back
+    on the version in use needs nothing.
     """
-    rec = record.read(status)
-    targets = switched_targets(status)
-    if rec.rotation is None or not targets:
-        return [], None
     patches: list[PatchWorkload] = []
     left: list[str] = []
-    for target in targets:
+    for target in switched_targets(status):
         workload = workloads.get((target.kind, target.name))
         if workload is not None and target.on_new(workload):
             reverse = tuple(c.reversed() for c in target.changes)
@@ -50,12 +55,18 @@ def revert(
             )
         elif workload is not None and not target.on_old(workload):
             left.append(target.label)
-    if not patches and not left:
-        return [], None
+    return Revert(tuple(patches), tuple(left))
+
+
+def reverted(status: Mapping[str, object], returned: Sequence[str], left: Sequence[str]) -> Event | None:
+    """The Warning that names the targets ``returned`` (as "Kind name") and those ``left``; None if neither."""
+    rec = record.read(status)
+    if rec.rotation is None or not (returned or left):
+        return None
     back_on = rec.rotation.previous or "the version they used before"
     parts = []
-    if patches:
-        parts.append(f"{', '.join(f'{p.kind} {p.name}' for p in patches)} returned to {back_on}")
+    if returned:
+        parts.append(f"{', '.join(returned)} returned to {back_on}")
     if left:
         parts.append(f"{', '.join(left)} changed by someone else, left as they are")
     message = (
@@ -63,4 +74,4 @@ def revert(
         + "; ".join(parts)
         + f"; nothing was deleted ({rec.rotation.version} stays)"
     )
-    return patches, Event("RevertedOnDeletion", message, warning=True)
+    return Event("RevertedOnDeletion", message, warning=True)
