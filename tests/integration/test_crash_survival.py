@@ -23,7 +23,6 @@ from kubetest.rotations import (
     create,
     db_rotation,
     request_rotation,
-    rolled_out,
     secret_names,
     shop_workloads,
     stalled_with,
@@ -62,7 +61,6 @@ def rotated_once(kube: Kube, namespace: str) -> dict[str, int]:
     """The shop on revision 1 (so a previous version exists); the workloads' generations then."""
     kube.core.create_namespaced_secret(namespace, secret("db", {"username": "shop", "password": "initial"}))
     shop_workloads(kube, namespace)
-    rolled_out(kube, namespace)
     create(kube, namespace, db_rotation(verify=CRASH_VERIFY))
     wait_rotation(kube, namespace, "db", at_revision(1), "revision 1 Ready")
     return generations(kube, namespace)

@@ -91,7 +91,8 @@ def rolled_out(kube: Kube, namespace: str) -> None:
 
 
 def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
-    """A Deployment (env), a StatefulSet (volume item) and a DaemonSet (envFrom in an init container)."""
+    """A Deployment (env), a StatefulSet (volume item) and a DaemonSet (envFrom in an init container),
+    each rolled out (``rolled_out``) before it is returned."""
     env = [
         {"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "username"}}},
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "password"}}},
@@ -117,6 +118,7 @@ def shop_workloads(kube: Kube, namespace: str, secret_name: str = "db") -> None:
                          "spec": {"initContainers": [init], "containers": [container()]}},
         },
     })  # fmt: skip
+    rolled_out(kube, namespace)
 
 
 def consumer(kube: Kube, namespace: str, name: str, secret_name: str) -> None:
