@@ -36,6 +36,20 @@ def _verifying_on_v1(kube: Kube, namespace: str) -> None:
     assert template_secrets(kube, namespace, "Deployment", "api") == {"db-v1"}
 
 
+def _api_returned_to_db(kube: Kube, namespace: str) -> None:
+    """Wait until Deployment api is back on db, and the Warning RevertedOnDeletion says so."""
+    kube.wait_one(
+        kube.apps.list_namespaced_deployment,
+        "api",
+        lambda d: "db-v1" not in str(d["spec"]["template"]),
+        namespace=namespace,
+        what="api back on the version in use",
+    )
+    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
+    reverted = reverted_on_deletion(kube, namespace)
+    assert reverted["type"] == "Warning" and "Deployment api returned to db" in reverted["message"], reverted
+
+
 def _step_errors(operator: OperatorProcess, namespace: str) -> float:
     pattern = rf'secretrotation_step_errors_total\{{name="db",namespace="{namespace}"\}} ([0-9.]+)'
     found = re.search(pattern, operator.metrics())
@@ -129,16 +143,7 @@ def test_deleting_a_rotation_mid_flight_returns_its_unverified_switches(
 
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "db")
 
-    kube.wait_one(
-        kube.apps.list_namespaced_deployment,
-        "api",
-        lambda d: "db-v1" not in str(d["spec"]["template"]),
-        namespace=namespace,
-        what="api back on the version in use",
-    )
-    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
-    reverted = reverted_on_deletion(kube, namespace)
-    assert reverted["type"] == "Warning" and "Deployment api returned to db" in reverted["message"], reverted
+    _api_returned_to_db(kube, namespace)
     assert "db-v1" in {s["metadata"]["name"] for s in raw(kube.core.list_namespaced_secret, namespace)["items"]}
 
 
@@ -157,16 +162,7 @@ def test_a_revert_after_deletion_that_meets_a_conflict_is_judged_again_from_a_fr
     eventually(lambda: _refused(proxy) >= 1, timeout=30, what="the revert's first patch answered 409")
     proxy.stop_refusing()
 
-    kube.wait_one(
-        kube.apps.list_namespaced_deployment,
-        "api",
-        lambda d: "db-v1" not in str(d["spec"]["template"]),
-        namespace=namespace,
-        what="api back on the version in use",
-    )
-    assert template_secrets(kube, namespace, "Deployment", "api") == {"db"}
-    reverted = reverted_on_deletion(kube, namespace)
-    assert "Deployment api returned to db" in reverted["message"], reverted
+    _api_returned_to_db(kube, namespace)
     failed = [e for e in raw(kube.core.list_namespaced_event, namespace)["items"] if e["reason"] == "RevertFailed"]
     assert failed == [], f"a conflict is not a failure: {[e['message'] for e in failed]}"
 
